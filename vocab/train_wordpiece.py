@@ -1,0 +1,94 @@
+r"""Trains a teacher-style WordPiece vocabulary (BERT's vocab.txt format) from text.
+
+Uses the `tokenizers` package's WordPiece trainer with BERT's normalisation and
+pre-tokenisation (whitespace/punctuation split, CJK characters split, optional lower-casing with
+accent stripping), so the vocabulary fits `teacher_scoring.tokenization.TeacherTokenizer` with
+the same casing.
+
+The output puts the special tokens first, at BERT's conventional ids: [PAD]=0, [UNK]=1, [CLS]=2,
+[SEP]=3, [MASK]=4; then the learned tokens.
+
+Usage:
+  python -m vocab.train_wordpiece --input 'data/corpora/demo/en.txt' --vocab_size 8000 \
+      --lower_case --output /tmp/en_vocab.txt
+"""
+
+from __future__ import annotations
+
+import glob
+
+from absl import app, flags, logging
+import tensorflow as tf
+
+from teacher_scoring.tokenization import SPECIAL_TOKENS, clean_text
+
+FLAGS = flags.FLAGS
+
+
+def train_wordpiece(lines, vocab_size: int, lower_case: bool,
+                    min_frequency: int = 2, limit_alphabet: int = 1000) -> list[str]:
+    """Learns a WordPiece vocabulary of at most `vocab_size` tokens from an iterable of lines.
+
+    Returns the tokens in id order, special tokens first.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    if vocab_size <= len(SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size must exceed {len(SPECIAL_TOKENS)}, got {vocab_size}")
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=lower_case,
+        lowercase=lower_case)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
+        special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
+        show_progress=False)
+    tokenizer.train_from_iterator((clean_text(line) for line in lines), trainer=trainer)
+    by_id = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    tokens = [token for token, _ in by_id]
+    specials = list(SPECIAL_TOKENS)
+    rest = [t for t in tokens if t not in SPECIAL_TOKENS]
+    return specials + rest
+
+
+def read_lines(patterns: list[str]):
+    """Yields the non-empty lines of every file matching the glob patterns (gfile paths too)."""
+    files = []
+    for pattern in patterns:
+        matched = sorted(tf.io.gfile.glob(pattern)) or sorted(glob.glob(pattern))
+        if not matched:
+            raise FileNotFoundError(f"--input {pattern!r} matches no file")
+        files.extend(matched)
+    for path in files:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            for raw in f:
+                line = raw.decode("utf-8", errors="replace").strip()
+                if line:
+                    yield line
+
+
+def write_vocab(tokens: list[str], path: str) -> None:
+    """Writes tokens one a line (id = line number)."""
+    with tf.io.gfile.GFile(path, "w") as f:
+        for token in tokens:
+            f.write(token + "\n")
+
+
+def main(argv):
+    del argv
+    tokens = train_wordpiece(read_lines(FLAGS.input), FLAGS.vocab_size, FLAGS.lower_case,
+                             min_frequency=FLAGS.min_frequency)
+    write_vocab(tokens, FLAGS.output)
+    logging.info("Wrote %d tokens to %s", len(tokens), FLAGS.output)
+    print(f"wrote {len(tokens)} tokens to {FLAGS.output}")
+
+
+if __name__ == "__main__":
+    flags.DEFINE_multi_string("input", None, "Text file glob(s), one paragraph a line.")
+    flags.DEFINE_integer("vocab_size", 8000, "Target vocabulary size (special tokens included).")
+    flags.DEFINE_bool("lower_case", False, "Uncased vocabulary (lower-case, strip accents).")
+    flags.DEFINE_integer("min_frequency", 2, "Minimum count of a learned token.")
+    flags.DEFINE_string("output", None, "Path of the vocab.txt to write.")
+    flags.mark_flags_as_required(["input", "output"])
+    app.run(main)
