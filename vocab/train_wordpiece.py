@@ -29,7 +29,21 @@ def train_wordpiece(lines, vocab_size: int, lower_case: bool,
                     min_frequency: int = 2, limit_alphabet: int = 1000) -> list[str]:
     """Learns a WordPiece vocabulary of at most `vocab_size` tokens from an iterable of lines.
 
-    Returns the tokens in id order, special tokens first.
+    Args:
+      lines: raw text lines (str or bytes), one paragraph each; cleaned with `clean_text`.
+      vocab_size: the maximum number of tokens, special tokens included.
+      lower_case: uncased vocabulary (lower-case and strip accents) when True.
+      min_frequency: minimum count of a learned merge.
+      limit_alphabet: at most this many distinct characters are kept (the most frequent).
+
+    Returns:
+      The tokens in id order: [PAD], [UNK], [CLS], [SEP], [MASK] at ids 0-4, then the
+      learned tokens (characters, their '##' forms, then merges).
+
+    Raises:
+      ValueError: `vocab_size` is too small for the special tokens, or for the alphabet the
+        trainer always keeps (every kept character and its '##' form); the message says how
+        many tokens that alphabet needs.
     """
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
@@ -49,7 +63,15 @@ def train_wordpiece(lines, vocab_size: int, lower_case: bool,
     tokens = [token for token, _ in by_id]
     specials = list(SPECIAL_TOKENS)
     rest = [t for t in tokens if t not in SPECIAL_TOKENS]
-    return specials + rest
+    result = specials + rest
+    if len(result) > vocab_size:
+        # The trainer keeps every character of the (limited) alphabet and its '##' form even
+        # when that exceeds vocab_size; refuse rather than return more than was asked for.
+        raise ValueError(
+            f"vocab_size {vocab_size} is too small for this text: the alphabet alone needs "
+            f"{len(result)} tokens (specials, characters and their '##' forms); raise "
+            f"vocab_size or lower limit_alphabet (now {limit_alphabet})")
+    return result
 
 
 def read_lines(patterns: list[str]):
@@ -78,7 +100,8 @@ def write_vocab(tokens: list[str], path: str) -> None:
 def main(argv):
     del argv
     tokens = train_wordpiece(read_lines(FLAGS.input), FLAGS.vocab_size, FLAGS.lower_case,
-                             min_frequency=FLAGS.min_frequency)
+                             min_frequency=FLAGS.min_frequency,
+                             limit_alphabet=FLAGS.limit_alphabet)
     write_vocab(tokens, FLAGS.output)
     logging.info("Wrote %d tokens to %s", len(tokens), FLAGS.output)
     print(f"wrote {len(tokens)} tokens to {FLAGS.output}")
@@ -89,6 +112,7 @@ if __name__ == "__main__":
     flags.DEFINE_integer("vocab_size", 8000, "Target vocabulary size (special tokens included).")
     flags.DEFINE_bool("lower_case", False, "Uncased vocabulary (lower-case, strip accents).")
     flags.DEFINE_integer("min_frequency", 2, "Minimum count of a learned token.")
+    flags.DEFINE_integer("limit_alphabet", 1000, "Keep at most this many distinct characters.")
     flags.DEFINE_string("output", None, "Path of the vocab.txt to write.")
     flags.mark_flags_as_required(["input", "output"])
     app.run(main)
