@@ -560,16 +560,25 @@ class StudentVocab:
 
     def check_teacher_vocab(self, teacher: str, tokens: Sequence[str]) -> None:
         """Raises StudentVocabError unless `tokens` is the vocabulary `teacher` was built from
-        (same sha256), e.g. before a scoring job maps that teacher's ids."""
-        info = self._teachers.get(teacher)
-        if info is None:
-            self._map(teacher)  # raises, naming the known teachers
-        got = sha256_of_tokens(list(tokens))
+        (same sha256) and its map sends every token to the same student token (-1 exactly for
+        `[unusedN]`). Call it before mapping a teacher's ids, e.g. in a scoring job: a folder on
+        its own cannot prove that a map matches the teacher's tokens."""
+        mapping = self._map(teacher)  # raises on an unknown teacher, naming the known ones
+        info = self._teachers[teacher]
+        tokens = list(tokens)
+        got = sha256_of_tokens(tokens)
         if got != info.vocab_sha256:
             raise StudentVocabError(
                 f"teacher {teacher!r}: vocabulary sha256 {got} ({len(tokens)} tokens) differs from "
                 f"the one the student vocab was built from {info.vocab_sha256} "
                 f"({info.size} tokens, {info.path or 'no path recorded'})")
+        for teacher_id, (token, student_id) in enumerate(zip(tokens, mapping.tolist())):
+            want = NO_STUDENT_ID if _UNUSED_RE.match(token) else token
+            have = NO_STUDENT_ID if student_id < 0 else self._tokens[student_id]
+            if want != have:
+                raise StudentVocabError(
+                    f"teacher {teacher!r}: {MAPS_DIRNAME}/{teacher}.npy sends id {teacher_id} "
+                    f"({token!r}) to student id {student_id} ({have!r})")
 
     def summary(self) -> str:
         """A few lines for a terminal: sizes, what each teacher adds, pairwise Jaccard."""
