@@ -516,7 +516,9 @@ class StudentVocab:
         """The teacher's map as a `tf.constant` int32 `[teacher_vocab_size]` (cached), for
         `tf.gather(table, teacher_ids)` inside tf.data / tf.function / Beam DoFns."""
         if teacher not in self._map_tensors:
-            self._map_tensors[teacher] = tf.constant(self._map(teacher), dtype=tf.int32)
+            mapping = self._map(teacher)
+            with tf.init_scope():  # an eager constant, even when first asked inside tf.function
+                self._map_tensors[teacher] = tf.constant(mapping, dtype=tf.int32)
         return self._map_tensors[teacher]
 
     def map_ids_tf(self, teacher: str, ids: tf.Tensor,

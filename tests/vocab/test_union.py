@@ -184,6 +184,17 @@ def test_map_ids_refuses_out_of_range_ids_naming_teacher_and_id(student):
 
 
 def test_tf_accessors_match_numpy(teachers, student):
+    fresh = StudentVocab.build({"zh": teachers["zh"]})
+
+    @tf.function
+    def first_use_in_graph(x):
+        return fresh.map_ids_tf("zh", x)
+
+    zh_ids = np.arange(0, 2000, 7)
+    np.testing.assert_array_equal(first_use_in_graph(tf.constant(zh_ids)).numpy(),
+                                  fresh.map_ids("zh", zh_ids))
+    np.testing.assert_array_equal(fresh.map_tensor("zh").numpy(), fresh.maps["zh"])  # eager
+
     table = student.map_tensor(BERT_NAME)
     assert table.dtype == tf.int32 and table.shape == (30522,)
     ids = np.random.default_rng(1).integers(0, 30522, size=(2, 16)).astype(np.int64)
