@@ -413,7 +413,7 @@ class StudentVocab:
           paths: teacher name → vocab.txt path (any tf.io.gfile path), ordered; or a sequence of
             (name, path) pairs.
         """
-        items = _teacher_items(paths)
+        items = [(name, os.fspath(path)) for name, path in _teacher_items(paths)]
         teachers = []
         for name, path in items:
             if not tf.io.gfile.exists(path):
