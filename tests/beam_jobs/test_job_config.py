@@ -1,0 +1,112 @@
+"""The job config loader is strict: every error names the file, the key and the value."""
+
+import pathlib
+
+import pytest
+import yaml
+
+from beam_jobs import job_config
+from beam_jobs.job_config import JobConfigError, load_job_config
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _valid() -> dict:
+    return {
+        "student_vocab": "ws/vocab",
+        "output_dir": "ws/scored/run1",
+        "seq_length": 64,
+        "max_predictions_per_seq": 10,
+        "top_k": 8,
+        "masked_lm_prob": 0.15,
+        "whole_word_masking": True,
+        "seed": 7,
+        "logits_dtype": "float16",
+        "compression": "GZIP",
+        "copies_mode": "best",
+        "inference_batch_size": 16,
+        "languages": {"en": {"corpus": ["c/en/*.txt"], "num_shards": 2},
+                      "de": {"corpus": "c/de.txt", "num_shards": 1}},
+        "teachers": {"t_en": {"format": "hf_folder", "path": "t/en", "languages": ["en"]},
+                     "t_multi": {"path": "t/multi", "languages": ["en", "de"]}},
+    }
+
+
+def _write(tmp_path, data) -> str:
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_valid_config_loads(tmp_path):
+    config = load_job_config(_write(tmp_path, _valid()))
+    assert config.seq_length == 64 and config.masked_lm_prob == 0.15
+    assert config.languages["de"].corpus == ("c/de.txt",)
+    assert config.teachers["t_multi"].format == "auto"
+    assert config.teachers_of("en") == ["t_en", "t_multi"]
+    assert config.copies_mode_of("en") == "best"
+    assert config.copies_mode_of("de") == "single"
+    assert config.shard_spec.logits_dtype == "float16"
+    assert config.document_batch_size == 64 and config.jit_compile is False
+    # Round trip through to_dict (what the manifest records).
+    again = job_config.from_dict(config.to_dict(), source="again")
+    assert again.to_dict() == config.to_dict()
+
+
+def test_overrides_revalidate(tmp_path):
+    config = load_job_config(_write(tmp_path, _valid()))
+    assert config.replace(output_dir="elsewhere").output_dir == "elsewhere"
+    with pytest.raises(JobConfigError, match="copies_mode"):
+        config.replace(copies_mode="some")
+
+
+@pytest.mark.parametrize("mutate, key, message", [
+    (lambda d: d.update(sequence_length=3), "sequence_length", "unknown key"),
+    (lambda d: d.pop("seed"), "seed", "missing"),
+    (lambda d: d.update(seq_length="128"), "seq_length", "must be an integer"),
+    (lambda d: d.update(whole_word_masking="yes"), "whole_word_masking", "true or false"),
+    (lambda d: d.update(top_k=0), "top_k", "must be > 0"),
+    (lambda d: d.update(max_predictions_per_seq=63), "max_predictions_per_seq", "exceeds"),
+    (lambda d: d.update(masked_lm_prob=1.5), "masked_lm_prob", r"\(0, 1\)"),
+    (lambda d: d.update(logits_dtype="bfloat16"), "logits_dtype", "bfloat16"),
+    (lambda d: d.update(compression="ZLIB"), "compression", "ZLIB"),
+    (lambda d: d.update(copies_mode="some"), "copies_mode", "some"),
+    (lambda d: d["languages"]["en"].update(shards=3), "languages.en.shards", "unknown key"),
+    (lambda d: d["languages"]["en"].update(num_shards=0), "languages.en.num_shards", "> 0"),
+    (lambda d: d["languages"]["en"].update(corpus=[]), "languages.en.corpus", "non-empty"),
+    (lambda d: d["teachers"]["t_en"].update(lower_case=True), "teachers.t_en.lower_case",
+     "unknown key"),
+    (lambda d: d["teachers"]["t_en"].update(format="pytorch"), "teachers.t_en.format", "pytorch"),
+    (lambda d: d["teachers"]["t_en"].update(languages=["fr"]), "teachers.t_en.languages",
+     "'fr' has no corpus"),
+    (lambda d: d["teachers"]["t_multi"].update(languages=["en"]), "languages.de",
+     "no teacher serves"),
+    (lambda d: d["teachers"].update({"bad/name": {"path": "x", "languages": ["en"]}}),
+     "teachers.bad/name", "must match"),
+])
+def test_errors_name_file_key_and_value(tmp_path, mutate, key, message):
+    data = _valid()
+    mutate(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(JobConfigError) as info:
+        load_job_config(path)
+    text = str(info.value)
+    assert text.startswith(path + ": "), text
+    assert f": {key}: " in text, text
+    assert __import__("re").search(message, text), text
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(JobConfigError, match="does not exist"):
+        load_job_config(str(tmp_path / "nope.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("languages: [unclosed")
+    with pytest.raises(JobConfigError, match="not valid YAML"):
+        load_job_config(str(bad))
+
+
+def test_bundled_configs_load():
+    paths = sorted((REPO / "configs" / "scoring").glob("*.yaml"))
+    assert paths, "configs/scoring/ holds no job config"
+    for path in paths:
+        load_job_config(str(path))
