@@ -1,0 +1,156 @@
+"""Format (a): a Google-BERT TF1 checkpoint folder (original BERT / mBERT / MuRIL release layout).
+
+    folder/
+      bert_config.json                 Google BertConfig (vocab_size, hidden_size, ...)
+      bert_model.ckpt.index            the checkpoint (any single prefix; a `checkpoint` state
+      bert_model.ckpt.data-00000-of-00001   file picks one when there are several)
+      vocab.txt                        WordPiece vocabulary, id = line number
+      teacher.json                     optional: {"lower_case": ..., "languages": [...], "name": ...}
+
+Variables carry the original names (`bert/embeddings/word_embeddings`,
+`bert/encoder/layer_0/attention/self/query/kernel`, `cls/predictions/transform/dense/kernel`,
+`cls/predictions/output_bias`, ...); optimizer slots and the NSP head are ignored.
+
+Casing: teacher.json's `lower_case` when present; otherwise the release naming convention of
+the folder name (`uncased_L-12_H-768_A-12` → uncased, `multi_cased_L-12_H-768_A-12` → cased);
+otherwise loading fails and asks for a teacher.json.
+
+Activation: in the original BERT code (and tf-models' BertConfig) `"gelu"` is the tanh
+approximation, so that is what "gelu" means here. `"gelu_exact"` (an extension written by
+`teacher_scoring.export` for models with the exact erf GELU) selects the exact form.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Sequence
+
+import tensorflow as tf
+
+from teacher_scoring import teacher as teacher_lib
+from teacher_scoring.loaders import bert_mlm, common
+from teacher_scoring.loaders.bert_mlm import LoaderError
+
+FORMAT = "google_bert_checkpoint"
+CONFIG_FILE = "bert_config.json"
+DEFAULT_PREFIX = "bert_model.ckpt"
+LAYOUT = "bert_config.json, bert_model.ckpt.* and vocab.txt"
+
+# Google bert_config.json hidden_act → canonical activation (see bert_mlm).
+HIDDEN_ACT = {"gelu": "gelu_tanh", "gelu_exact": "gelu", "relu": "relu", "tanh": "tanh",
+              "linear": "linear"}
+HIDDEN_ACT_NAME = {"gelu_tanh": "gelu", "gelu": "gelu_exact", "relu": "relu", "tanh": "tanh",
+                   "linear": "linear"}
+
+
+def is_folder(path: str) -> bool:
+    """Whether `path` has this format's marker file."""
+    return tf.io.gfile.exists(os.path.join(path, CONFIG_FILE))
+
+
+def parse_config(data: dict, where: str) -> bert_mlm.BertMLMConfig:
+    """BertMLMConfig of a Google bert_config.json dict."""
+    required = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                "intermediate_size")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise LoaderError(f"{where}: missing field(s) {missing}")
+    if data.get("embedding_size") not in (None, data["hidden_size"]):
+        raise LoaderError(f"{where}: embedding_size={data['embedding_size']} (a factorised "
+                          "embedding, e.g. ALBERT) is not a BERT checkpoint")
+    act = data.get("hidden_act", "gelu")
+    if act not in HIDDEN_ACT:
+        raise LoaderError(f"{where}: hidden_act {act!r} is not supported "
+                          f"(supported: {sorted(HIDDEN_ACT)})")
+    config = bert_mlm.BertMLMConfig(
+        vocab_size=data["vocab_size"],
+        hidden_size=data["hidden_size"],
+        num_layers=data["num_hidden_layers"],
+        num_attention_heads=data["num_attention_heads"],
+        intermediate_size=data["intermediate_size"],
+        max_position_embeddings=data.get("max_position_embeddings", 512),
+        type_vocab_size=data.get("type_vocab_size", 16),
+        hidden_act=HIDDEN_ACT[act],
+        initializer_range=float(data.get("initializer_range", 0.02)))
+    config.validate(where)
+    return config
+
+
+def config_to_dict(config: bert_mlm.BertMLMConfig) -> dict:
+    """The Google bert_config.json dict of a BertMLMConfig."""
+    return {
+        "attention_probs_dropout_prob": 0.1,
+        "hidden_act": HIDDEN_ACT_NAME[config.hidden_act],
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": config.hidden_size,
+        "initializer_range": config.initializer_range,
+        "intermediate_size": config.intermediate_size,
+        "max_position_embeddings": config.max_position_embeddings,
+        "num_attention_heads": config.num_attention_heads,
+        "num_hidden_layers": config.num_layers,
+        "type_vocab_size": config.type_vocab_size,
+        "vocab_size": config.vocab_size,
+    }
+
+
+def find_checkpoint(path: str) -> str:
+    """The checkpoint prefix inside a folder."""
+    default = os.path.join(path, DEFAULT_PREFIX)
+    if tf.io.gfile.exists(default + ".index"):
+        return default
+    latest = tf.train.latest_checkpoint(path)
+    if latest:
+        return latest
+    indexes = sorted(tf.io.gfile.glob(os.path.join(path, "*.index")))
+    if not indexes:
+        raise LoaderError(f"{default}.index: missing (a {FORMAT} folder holds {LAYOUT})")
+    if len(indexes) > 1:
+        raise LoaderError(f"{path}: several checkpoints ({[os.path.basename(i) for i in indexes]})"
+                          " and no `checkpoint` state file naming one")
+    return indexes[0][:-len(".index")]
+
+
+def lower_case_from_folder_name(path: str) -> bool | None:
+    """Casing from the Google release naming convention, or None if the name does not say."""
+    base = os.path.basename(os.path.normpath(path)).lower()
+    if re.search(r"(^|[^a-z])uncased", base):
+        return True
+    if re.search(r"(^|[^a-z])cased", base):
+        return False
+    return None
+
+
+def load(path: str, name: str | None = None, languages: Sequence[str] = (),
+         allow_random_mlm_head: bool = False) -> teacher_lib.Teacher:
+    """Loads a Google-BERT checkpoint folder as a Teacher (BertPretrainerV2 on tf-models)."""
+    common.check_folder(path)
+    common.require_files(path, [CONFIG_FILE, common.VOCAB_TXT], FORMAT, LAYOUT)
+    prefix = find_checkpoint(path)
+    config_path = os.path.join(path, CONFIG_FILE)
+    config = parse_config(common.read_json(config_path), config_path)
+    vocab = common.load_vocab(os.path.join(path, common.VOCAB_TXT))
+    metadata = common.load_metadata(os.path.join(path, teacher_lib.TEACHER_JSON))
+    lower_case = metadata.lower_case
+    if lower_case is None:
+        lower_case = lower_case_from_folder_name(path)
+    if lower_case is None:
+        raise LoaderError(
+            f"{path}: casing unknown: add a {teacher_lib.TEACHER_JSON} with "
+            "{\"lower_case\": true|false} (the folder name says neither 'uncased' nor 'cased')")
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        shapes = {k: tuple(v) for k, v in reader.get_variable_to_shape_map().items()}
+    except (tf.errors.OpError, ValueError) as error:
+        raise LoaderError(f"{prefix}: cannot read the checkpoint ({error})") from error
+    has_head = bert_mlm.check_google_weights(
+        shapes, config, len(vocab), f"{prefix} (with {config_path})",
+        allow_random_mlm_head=allow_random_mlm_head)
+    model = bert_mlm.build_bert_mlm(config)
+    names = bert_mlm.google_variable_shapes(config, with_head=has_head)
+    weights = {n: reader.get_tensor(n) for n in names if n in shapes}
+    bert_mlm.assign_google_weights(model, config, weights, with_head=has_head)
+    return common.make_teacher(
+        path, FORMAT, vocab, lower_case, metadata, name, languages,
+        bert_mlm.mlm_logits_fn(model.encoder_network, model.masked_lm),
+        max_sequence_length=config.max_position_embeddings, model=model, config=config)
