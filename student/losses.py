@@ -1,0 +1,175 @@
+"""The student's losses: MLM on gold ids, KD against the teachers' stored top-k, and their mix.
+
+Notation: B batch, P masked slots per sequence, V student vocab, k stored teacher entries.
+
+MLM (paper Eq. 1 / A.1): weighted mean over masked slots of -log p_s(gold)
+    L_MLM = sum_{b,p} w_bp * -log softmax(z_bp)[gold_bp] / sum_{b,p} w_bp
+
+KD (paper Eq. 2 / A.1) from offline top-k: the teacher distribution of slot (b, p) is the softmax
+of its k stored logits divided by T, renormalised over the *valid* entries only (entry j is valid
+iff w_bp > 0 and teacher_topk_ids[b, p, j] >= 0). The student's log-probabilities are the
+full-vocabulary log_softmax(z / T) gathered at the teacher ids, so the term is exactly the
+cross-entropy of Eq. 2 whenever the teacher's mass lies in its top-k:
+    q_bpj = softmax_{j valid}(t_bpj / T)
+    L_KD  = [T^2 if scaled] * sum_{b,p} w_bp * -sum_j q_bpj log softmax(z_bp / T)[id_bpj]
+            / sum_{b,p} w_bp * has_valid_bp
+A slot with no valid entry contributes nothing (neither to the sum nor to the count). T = 1 and
+no scaling reproduce the paper; T^2 scaling (Hinton et al. 2015) keeps the gradient magnitude of
+the KD term independent of T.
+
+Total: L = lambda * L_KD + (1 - lambda) * L_MLM (see lambda_schedule.py for lambda).
+
+Every loss is written as numerator / denominator. The denominators depend only on the batch, so
+under a distribution strategy the trainer all-reduces them first and each replica divides its own
+numerator by the global denominator: the summed per-replica losses and gradients are then exactly
+those of the whole global batch.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+# Logit given to invalid teacher entries before the softmax (finite: keeps gradients NaN-free).
+_MASKED_LOGIT = -1e9
+
+
+def _float(x: tf.Tensor) -> tf.Tensor:
+    """float32, or float64 kept as is (numerical gradient checks)."""
+    x = tf.convert_to_tensor(x)
+    return x if x.dtype == tf.float64 else tf.cast(x, tf.float32)
+
+
+class Denominators(NamedTuple):
+    """Per-batch normalisers (float32 scalars)."""
+
+    mlm: tf.Tensor  # sum of masked_lm_weights
+    kd: tf.Tensor   # sum of masked_lm_weights over slots with >= 1 valid teacher entry
+
+
+class LossValues(NamedTuple):
+    """Loss values of one batch (float32 scalars)."""
+
+    total: tf.Tensor
+    kd: tf.Tensor
+    mlm: tf.Tensor
+
+
+def valid_teacher_entries(teacher_topk_ids: tf.Tensor, masked_lm_weights: tf.Tensor) -> tf.Tensor:
+    """bool [B, P, k]: entry (b, p, j) is real iff w_bp > 0 and id >= 0."""
+    return tf.logical_and(teacher_topk_ids >= 0, (masked_lm_weights > 0)[..., None])
+
+
+def kd_slot_weights(teacher_topk_ids: tf.Tensor, masked_lm_weights: tf.Tensor) -> tf.Tensor:
+    """float32 [B, P]: w_bp for slots with at least one valid teacher entry, else 0."""
+    has_valid = tf.reduce_any(valid_teacher_entries(teacher_topk_ids, masked_lm_weights), -1)
+    return tf.where(has_valid, tf.cast(masked_lm_weights, tf.float32), 0.0)
+
+
+def denominators(features: dict[str, tf.Tensor], use_teacher: bool) -> Denominators:
+    """The loss denominators of a batch of features (see the module docstring)."""
+    weights = tf.cast(features["masked_lm_weights"], tf.float32)
+    mlm = tf.reduce_sum(weights)
+    if use_teacher:
+        kd = tf.reduce_sum(kd_slot_weights(features["teacher_topk_ids"], weights))
+    else:
+        kd = tf.zeros([], tf.float32)
+    return Denominators(mlm=mlm, kd=kd)
+
+
+def mlm_loss_sum(logits: tf.Tensor, masked_lm_ids: tf.Tensor,
+                 masked_lm_weights: tf.Tensor) -> tf.Tensor:
+    """sum_{b,p} w_bp * -log softmax(logits_bp)[gold_bp].
+
+    Args:
+      logits: float [B, P, V] student logits at the masked positions.
+      masked_lm_ids: int32 [B, P] gold ids (any value where the weight is 0).
+      masked_lm_weights: float32 [B, P], 0 for padding slots.
+
+    Returns:
+      float32 scalar.
+    """
+    logits = _float(logits)
+    vocab_size = tf.shape(logits)[-1]
+    ids = tf.clip_by_value(tf.cast(masked_lm_ids, tf.int32), 0, vocab_size - 1)
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits)
+    return tf.reduce_sum(ce * tf.cast(masked_lm_weights, logits.dtype))
+
+
+def kd_loss_sum(logits: tf.Tensor, teacher_topk_ids: tf.Tensor, teacher_topk_logits: tf.Tensor,
+                masked_lm_weights: tf.Tensor, temperature: float = 1.0,
+                scale_by_temperature_squared: bool = False) -> tf.Tensor:
+    """sum_{b,p} w_bp * CE(teacher top-k distribution, student distribution) (scaled by T^2).
+
+    Args:
+      logits: float [B, P, V] student logits at the masked positions.
+      teacher_topk_ids: int32 [B, P, k] student-vocab ids of the teacher's top-k (-1 = invalid).
+      teacher_topk_logits: float32 [B, P, k] the teacher's raw logits of those ids.
+      masked_lm_weights: float32 [B, P], 0 for padding slots.
+      temperature: T > 0; both teacher and student logits are divided by T.
+      scale_by_temperature_squared: multiply by T^2.
+
+    Returns:
+      float32 scalar. The teacher side gets no gradient.
+    """
+    logits = _float(logits)
+    dtype = logits.dtype
+    weights = tf.cast(masked_lm_weights, dtype)
+    vocab_size = tf.shape(logits)[-1]
+    valid = valid_teacher_entries(teacher_topk_ids, weights)
+    teacher = tf.stop_gradient(tf.cast(teacher_topk_logits, dtype)) / temperature
+    teacher = tf.where(valid, teacher, tf.constant(_MASKED_LOGIT, dtype))
+    probs = tf.nn.softmax(teacher, axis=-1) * tf.cast(valid, dtype)
+    student_log_probs = tf.nn.log_softmax(logits / temperature, axis=-1)
+    ids = tf.clip_by_value(tf.cast(teacher_topk_ids, tf.int32), 0, vocab_size - 1)
+    gathered = tf.gather(student_log_probs, ids, batch_dims=2)  # [B, P, k]
+    per_slot = -tf.reduce_sum(probs * gathered, axis=-1)        # [B, P]
+    slot_weights = tf.cast(kd_slot_weights(teacher_topk_ids, weights), dtype)
+    total = tf.reduce_sum(per_slot * slot_weights)
+    if scale_by_temperature_squared:
+        total = total * (temperature ** 2)
+    return total
+
+
+def combine(kd: tf.Tensor, mlm: tf.Tensor, lam: tf.Tensor) -> tf.Tensor:
+    """lambda * kd + (1 - lambda) * mlm (lambda = 0 gives mlm exactly)."""
+    lam = tf.cast(lam, mlm.dtype) if tf.is_tensor(lam) else tf.constant(lam, mlm.dtype)
+    return lam * kd + (1.0 - lam) * mlm
+
+
+def student_loss(logits: tf.Tensor, features: dict[str, tf.Tensor], lam: tf.Tensor,
+                 use_teacher: bool, temperature: float = 1.0,
+                 scale_by_temperature_squared: bool = False,
+                 global_denominators: Denominators | None = None) -> LossValues:
+    """Total, KD and MLM loss of a batch.
+
+    Args:
+      logits: float [B, P, V] student logits.
+      features: the batch (masked_lm_ids, masked_lm_weights and, with use_teacher,
+        teacher_topk_ids / teacher_topk_logits).
+      lam: float scalar lambda.
+      use_teacher: compute the KD term (False: KD = 0, total = (1 - lambda) * MLM, i.e. the
+        trainer passes lambda = 0 for plain MLM).
+      temperature, scale_by_temperature_squared: see kd_loss_sum.
+      global_denominators: normalisers of the whole global batch (under a strategy); None =
+        this batch's own.
+
+    Returns:
+      LossValues(total, kd, mlm), float32 scalars (float64 for float64 logits).
+    """
+    if global_denominators is None:
+        global_denominators = denominators(features, use_teacher)
+    dtype = _float(logits).dtype
+    mlm = tf.math.divide_no_nan(
+        mlm_loss_sum(logits, features["masked_lm_ids"], features["masked_lm_weights"]),
+        tf.cast(global_denominators.mlm, dtype))
+    if use_teacher:
+        kd = tf.math.divide_no_nan(
+            kd_loss_sum(logits, features["teacher_topk_ids"], features["teacher_topk_logits"],
+                        features["masked_lm_weights"], temperature,
+                        scale_by_temperature_squared),
+            tf.cast(global_denominators.kd, dtype))
+    else:
+        kd = tf.zeros([], dtype)
+    return LossValues(total=combine(kd, mlm, lam), kd=kd, mlm=mlm)
