@@ -18,7 +18,7 @@ Example (configs/scoring/demo.yaml has a complete one):
       en: {corpus: ["workspace/corpora/en/*.txt"], num_shards: 16}
       de: {corpus: ["workspace/corpora/de/*.txt"], num_shards: 8}
     teachers:
-      bert_en: {format: google_bert, path: workspace/teachers/bert_en, languages: [en]}
+      bert_en: {format: google_bert_checkpoint, path: workspace/teachers/bert_en, languages: [en]}
       mbert:   {format: hf_folder, path: workspace/teachers/mbert, languages: [en, de]}
 
 Every key is checked: an unknown or missing key, or a value of the wrong type or out of range,
@@ -42,7 +42,7 @@ from teacher_scoring import record_schema
 
 COPIES_MODES = ("all", "best")
 COMPRESSIONS = ("", "GZIP")
-TEACHER_FORMATS = ("auto", "google_bert", "hf_folder", "tfm_checkpoint", "saved_model")
+TEACHER_FORMATS = ("auto", "google_bert_checkpoint", "hf_folder", "tfm_checkpoint", "saved_model")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 

@@ -110,3 +110,8 @@ def test_bundled_configs_load():
     assert paths, "configs/scoring/ holds no job config"
     for path in paths:
         load_job_config(str(path))
+
+
+def test_teacher_formats_are_the_loaders_formats():
+    from teacher_scoring.loaders import FORMATS
+    assert set(job_config.TEACHER_FORMATS) == set(FORMATS) | {"auto"}

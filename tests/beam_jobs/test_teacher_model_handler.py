@@ -1,0 +1,100 @@
+"""TeacherModelHandler on a real tiny teacher: static padded batches, failures isolated."""
+
+import numpy as np
+import pytest
+
+from beam_jobs.teacher_model_handler import ScoringFailure, TeacherModelHandler, TeacherScores
+from teacher_scoring import record_schema
+from tests.beam_jobs.conftest import K, P, S
+from tests.conftest import demo_lines
+
+B = 4
+
+
+def _examples(tokenizer, n, language="en"):
+    out = []
+    for i, text in enumerate(demo_lines(language, n)):
+        ids = tokenizer.tokenize([text])[0][:S - 2]
+        row = np.zeros(S, np.int32)
+        row[:len(ids) + 2] = [tokenizer.cls_id] + ids + [tokenizer.sep_id]
+        mask = (np.arange(S) < len(ids) + 2).astype(np.int32)
+        positions = np.zeros(P, np.int32)
+        gold = np.zeros(P, np.int32)
+        weights = np.zeros(P, np.float32)
+        chosen = np.arange(1, min(len(ids), 3) + 1)
+        positions[:len(chosen)] = chosen
+        gold[:len(chosen)] = row[chosen]
+        weights[:len(chosen)] = 1
+        row[chosen] = tokenizer.mask_id
+        out.append(record_schema.ScoredExample(
+            input_word_ids=row, input_mask=mask, input_type_ids=np.zeros(S, np.int32),
+            masked_lm_positions=positions, masked_lm_ids=gold, masked_lm_weights=weights,
+            language=language, teacher="en_a", example_id=f"{language}-x-{i}"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def handler_and_model(workspace):
+    path, fmt, langs, _, _ = workspace.teachers["en_a"]
+    handler = TeacherModelHandler("en_a", str(path), fmt, langs, S, P, K, batch_size=B)
+    return handler, handler.load_model()
+
+
+def test_batching_kwargs_are_the_static_batch(handler_and_model):
+    handler, _ = handler_and_model
+    assert handler.batch_elements_kwargs() == {"min_batch_size": B, "max_batch_size": B}
+
+
+def test_results_do_not_depend_on_the_batch(handler_and_model):
+    handler, model = handler_and_model
+    examples = _examples(model.teacher.tokenizer(), 7)
+    full = list(handler.run_inference(examples[:B], model))
+    partial = list(handler.run_inference(examples[2:5], model))   # 3 rows, padded to B
+    for a, b in zip(full[2:4], partial[:2]):
+        assert isinstance(a.inference, TeacherScores)
+        np.testing.assert_array_equal(a.inference.topk_ids, b.inference.topk_ids)
+        np.testing.assert_array_equal(a.inference.topk_logits, b.inference.topk_logits)
+        assert a.inference.teacher_loss == b.inference.teacher_loss
+    scores = full[0].inference
+    assert scores.topk_ids.shape == (P, K) and scores.topk_logits.shape == (P, K)
+    real = examples[0].masked_lm_weights > 0
+    assert np.all(scores.topk_ids[~real] == 0) and np.all(scores.topk_logits[~real] == 0)
+    assert np.all(np.diff(scores.topk_logits[real], axis=1) <= 0)   # best first
+    assert np.isfinite(scores.teacher_loss) and scores.teacher_loss > 0
+    # The same numbers as the bare scoring function on that batch.
+    batch = {f: np.stack([np.asarray(getattr(e, f)) for e in examples[:B]])
+             for f in ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions",
+                       "masked_lm_ids", "masked_lm_weights")}
+    direct = model.score_fn(batch)
+    np.testing.assert_array_equal(direct["topk_ids"].numpy()[0], scores.topk_ids)
+
+
+def test_bad_copies_fail_alone(handler_and_model):
+    handler, model = handler_and_model
+    examples = _examples(model.teacher.tokenizer(), 4)
+    examples[1].input_word_ids[1] = 10 ** 6                      # outside the vocabulary
+    examples[2].masked_lm_weights[:] = 0                         # nothing masked
+    results = list(handler.run_inference(examples, model))
+    assert isinstance(results[0].inference, TeacherScores)
+    assert isinstance(results[3].inference, TeacherScores)
+    assert "outside the teacher vocabulary" in results[1].inference.reason
+    assert "no masked slot" in results[2].inference.reason
+    assert [r.example.example_id for r in results] == [e.example_id for e in examples]
+
+
+def test_a_failing_batch_is_retried_copy_by_copy(handler_and_model, monkeypatch):
+    handler, model = handler_and_model
+    examples = _examples(model.teacher.tokenizer(), 3)
+    poison = examples[1].example_id
+    real_score = handler._score
+
+    def flaky(batch, loaded):
+        if any(e.example_id == poison for e in batch):
+            raise RuntimeError("injected failure")
+        return real_score(batch, loaded)
+
+    monkeypatch.setattr(handler, "_score", flaky)
+    results = list(handler.run_inference(examples, model))
+    assert isinstance(results[0].inference, TeacherScores)
+    assert isinstance(results[2].inference, TeacherScores)
+    assert results[1].inference == ScoringFailure("RuntimeError: injected failure")
