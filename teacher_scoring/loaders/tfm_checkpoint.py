@@ -166,6 +166,23 @@ def _layout(keys: dict[str, list[int]], where: str) -> str:
                       "tf-models trainer checkpoint of a BertPretrainerV2)")
 
 
+def _check_layers(keys: dict[str, list[int]], encoder_prefix: str, encoder_config,
+                  where: str) -> None:
+    """Layer count and feed-forward width from the checkpoint keys, before building anything
+    (everything else is checked by the restore itself)."""
+    layer_prefix = encoder_prefix + "_transformer_layers/"
+    layers = {int(k[len(layer_prefix):].split("/", 1)[0]) for k in keys
+              if k.startswith(layer_prefix)}
+    if layers and layers != set(range(encoder_config.num_layers)):
+        raise LoaderError(f"{where}: config num_layers={encoder_config.num_layers} does not match "
+                          f"the weights, which have {len(layers)} transformer layers")
+    kernel = keys.get(layer_prefix + "0/_intermediate_dense/kernel/.ATTRIBUTES/VARIABLE_VALUE")
+    if kernel is not None and kernel[-1] != encoder_config.intermediate_size:
+        raise LoaderError(f"{where}: config intermediate_size={encoder_config.intermediate_size} "
+                          f"does not match the weights: the feed-forward kernel has shape "
+                          f"{list(kernel)}")
+
+
 def build_model(config: bert_configs.PretrainerConfig) -> models.BertPretrainerV2:
     """The BertPretrainerV2 tf-models' masked-LM task builds for `config` (variables created)."""
     encoder = encoders.build_encoder(config.encoder)
@@ -222,6 +239,8 @@ def load(path: str, name: str | None = None, languages: Sequence[str] = (),
     if table[0] != len(vocab):
         raise LoaderError(f"{prefix}: vocab.txt has {len(vocab)} tokens but the embedding table "
                           f"has {table[0]} rows")
+
+    _check_layers(keys, _ENCODER_PREFIX[layout], encoder_config, f"{prefix} (with {config_path})")
 
     model = build_model(config)
     parts = {"encoder": model.encoder_network}
