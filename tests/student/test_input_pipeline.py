@@ -1,0 +1,120 @@
+"""The student's tf.data pipeline: shapes, language smoothing, mixing, determinism."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from student import config as config_lib
+from student import input_pipeline
+from student import shard_sources
+from tests.student.conftest import TINY_CONFIG, make_shards
+
+
+def _pipeline(shards, vocab_dir, *overrides, use_teacher=True):
+    config = config_lib.load_config(TINY_CONFIG, list(overrides))
+    vocab = shard_sources.read_student_vocab(vocab_dir, config)
+    sources = shard_sources.open_sources(shards, config.data, vocab, use_teacher)
+    return input_pipeline.StudentInputPipeline(sources, config.data, use_teacher)
+
+
+def test_sampling_weights_follow_exponential_smoothing():
+    weights = input_pipeline.sampling_weights([1000, 100, 10], 0.7)
+    expected = np.array([1000, 100, 10], float) ** 0.7
+    np.testing.assert_allclose(weights, expected / expected.sum())
+    np.testing.assert_allclose(input_pipeline.sampling_weights([3, 1], 1.0), [0.75, 0.25])
+    np.testing.assert_allclose(input_pipeline.sampling_weights([3, 1], 0.0), [0.5, 0.5])
+    assert weights.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        input_pipeline.sampling_weights([3, 0], 0.7)
+
+
+def test_batches_have_static_int32_shapes_and_no_strings(scored_shards, student_vocab):
+    pipeline = _pipeline(scored_shards, student_vocab)
+    spec = pipeline.dataset().element_spec
+    assert set(spec) == {"input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions",
+                         "masked_lm_ids", "masked_lm_weights", "teacher_topk_ids",
+                         "teacher_topk_logits", "language_id"}
+    shapes = {name: tuple(s.shape) for name, s in spec.items()}
+    assert shapes["input_word_ids"] == (8, 32) and shapes["masked_lm_ids"] == (8, 6)
+    assert shapes["teacher_topk_ids"] == (8, 6, 8) and shapes["language_id"] == (8,)
+    for name, s in spec.items():
+        expected = (tf.float32 if name in ("masked_lm_weights", "teacher_topk_logits")
+                    else tf.int32)
+        assert s.dtype == expected, name
+    batch = next(iter(pipeline.dataset()))
+    assert batch["input_word_ids"].numpy().max() < 300
+
+
+def test_language_mix_matches_smoothed_weights_and_every_batch_is_mixed(tmp_path,
+                                                                        student_vocab):
+    shards = {"en": make_shards(tmp_path / "en", student_vocab, {"en": 90}, seed=1),
+              "de": make_shards(tmp_path / "de", student_vocab, {"de": 10}, seed=2)}
+    pipeline = _pipeline(shards, student_vocab, "data.global_batch_size=32")
+    expected = np.array([90.0, 10.0]) ** 0.7
+    expected /= expected.sum()  # ~ [0.82, 0.18]; natural sampling would give [0.9, 0.1]
+    np.testing.assert_allclose(pipeline.weights, expected)
+    counts = np.zeros(2)
+    mixed = 0
+    for batch in pipeline.dataset().take(120):
+        ids = batch["language_id"].numpy()
+        mixed += len(set(ids.tolist())) == 2
+        counts += np.bincount(ids, minlength=2)
+    # Languages are drawn per example: a batch of 32 is all-en with probability 0.82**32 ~ 0.2%.
+    assert mixed >= 115, f"only {mixed} of 120 batches mix languages"
+    fractions = counts / counts.sum()
+    # 3840 draws: the binomial standard deviation is ~0.006.
+    np.testing.assert_allclose(fractions, expected, atol=0.025)
+
+
+def test_deterministic_for_a_seed(scored_shards, student_vocab):
+    def first_batches(seed):
+        pipeline = _pipeline(scored_shards, student_vocab, f"data.seed={seed}")
+        return [b["input_word_ids"].numpy() for b in pipeline.dataset().take(5)]
+
+    a, b, c = first_batches(3), first_batches(3), first_batches(4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_float16_logits_and_gzip_shards(tmp_path, student_vocab):
+    folder = make_shards(tmp_path / "en", student_vocab, {"en": 16}, logits_dtype="float16",
+                         compression="GZIP")
+    pipeline = _pipeline({"en": folder}, student_vocab, "data.logits_dtype=float16")
+    batch = next(iter(pipeline.dataset()))
+    assert batch["teacher_topk_logits"].dtype == tf.float32
+    assert np.abs(batch["teacher_topk_logits"].numpy()).max() > 0
+
+
+def test_plain_mlm_pipeline_has_no_teacher_fields(tmp_path, student_vocab, scored_shards):
+    gold = make_shards(tmp_path / "fr", student_vocab, {"fr": 16}, has_teacher_outputs=False)
+    pipeline = _pipeline({"en": scored_shards["en"], "fr": gold}, student_vocab,
+                         "loss.lambda_schedule=constant,loss.lambda_start=0.0", use_teacher=False)
+    batch = next(iter(pipeline.dataset()))
+    assert "teacher_topk_ids" not in batch and "teacher_topk_logits" not in batch
+
+
+def test_input_context_shards_files_and_batches_per_replica(tmp_path, student_vocab):
+    folder = make_shards(tmp_path / "en", student_vocab, {"en": 40}, shards_per_language=4)
+    pipeline = _pipeline({"en": folder}, student_vocab)
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
+                                         num_replicas_in_sync=4)
+    batch = next(iter(pipeline.dataset(context)))
+    assert batch["input_word_ids"].shape == (2, 32)
+    context = tf.distribute.InputContext(num_input_pipelines=8, input_pipeline_id=0,
+                                         num_replicas_in_sync=8)
+    with pytest.raises(shard_sources.ShardError, match="fewer than the 8 input pipelines"):
+        pipeline.dataset(context)
+
+
+def test_iterator_position_is_checkpointable(tmp_path, scored_shards, student_vocab):
+    pipeline = _pipeline(scored_shards, student_vocab)
+    iterator = iter(pipeline.dataset())
+    for _ in range(3):
+        next(iterator)
+    checkpoint = tf.train.Checkpoint(iterator=iterator)
+    path = checkpoint.write(str(tmp_path / "it"))
+    expected = [next(iterator)["input_word_ids"].numpy() for _ in range(3)]
+    fresh = iter(pipeline.dataset())
+    tf.train.Checkpoint(iterator=fresh).read(path).assert_consumed()
+    got = [next(fresh)["input_word_ids"].numpy() for _ in range(3)]
+    assert all(np.array_equal(x, y) for x, y in zip(expected, got))
