@@ -116,6 +116,16 @@ def write_teacher_json(path: str, metadata: TeacherMetadata) -> None:
         f.write(json.dumps(metadata.to_dict(), indent=2, ensure_ascii=False) + "\n")
 
 
+def _as_int32(x) -> tf.Tensor:
+    """A tensor of int32 ids (NumPy arrays and other integer dtypes accepted)."""
+    x = tf.convert_to_tensor(x)
+    if x.dtype != tf.int32:
+        if not x.dtype.is_integer:
+            raise TeacherError(f"model inputs must be integer ids, got {x.dtype.name}")
+        x = tf.cast(x, tf.int32)
+    return x
+
+
 class Teacher:
     """A teacher masked LM with its vocabulary and tokenizer settings.
 
@@ -183,6 +193,8 @@ class Teacher:
                    masked_lm_positions) -> tf.Tensor:
         """MLM logits at the masked positions.
 
+        Inputs may be tensors or NumPy arrays of any integer dtype; they are cast to int32.
+
         Args:
           input_word_ids: int32 [B, S] teacher token ids.
           input_mask: int32 [B, S], 1 for real tokens, 0 for padding.
@@ -192,8 +204,9 @@ class Teacher:
         Returns:
           float32 [B, P, vocab_size] raw logits.
         """
-        logits = self._mlm_fn(input_word_ids, input_mask, input_type_ids, masked_lm_positions)
-        return tf.cast(logits, tf.float32)
+        inputs = [_as_int32(x) for x in (input_word_ids, input_mask, input_type_ids,
+                                         masked_lm_positions)]
+        return tf.cast(self._mlm_fn(*inputs), tf.float32)
 
     def manifest_entry(self) -> manifest.TeacherEntry:
         """The manifest's description of this teacher."""

@@ -139,7 +139,8 @@ def load(path: str, name: str | None = None, languages: Sequence[str] = (),
             f"{path}: casing unknown: add a {teacher_lib.TEACHER_JSON} with "
             "{\"lower_case\": true|false} (the folder name says neither 'uncased' nor 'cased')")
     try:
-        reader = tf.train.load_checkpoint(prefix)
+        # The reader of the prefix itself (load_checkpoint would look for a directory first).
+        reader = tf.compat.v1.train.NewCheckpointReader(prefix)
         shapes = {k: tuple(v) for k, v in reader.get_variable_to_shape_map().items()}
     except (tf.errors.OpError, ValueError) as error:
         raise LoaderError(f"{prefix}: cannot read the checkpoint ({error})") from error

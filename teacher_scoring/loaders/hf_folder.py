@@ -22,6 +22,7 @@ Activation names follow transformers: "gelu" is the exact erf GELU; "gelu_new",
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Mapping, Sequence
@@ -259,20 +260,55 @@ def weight_files(path: str) -> list[str]:
     raise LoaderError(f"{single}: missing (a {FORMAT} folder holds {LAYOUT}){hint}")
 
 
+_MAX_HEADER_BYTES = 100 << 20
+
+
+def read_safetensors_header(path: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Weight name → (shape, dtype) from a safetensors file's header, without reading the data.
+
+    Read through tf.io.gfile, so that folders on GCS (gs://) are checked before anything is
+    downloaded. (The format: 8 bytes little-endian header length, then the JSON header.)
+    """
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            size = f.read(8)
+            length = int.from_bytes(size, "little") if len(size) == 8 else 0
+            if not 0 < length <= _MAX_HEADER_BYTES:
+                raise LoaderError(f"{path}: not a safetensors file (bad header length)")
+            header = json.loads(f.read(length))
+    except (tf.errors.OpError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise LoaderError(f"{path}: cannot read the safetensors header ({error})") from error
+    if not isinstance(header, dict):
+        raise LoaderError(f"{path}: not a safetensors file (header is not a JSON object)")
+    out = {}
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        if not isinstance(entry, dict) or "shape" not in entry or "dtype" not in entry:
+            raise LoaderError(f"{path}: malformed safetensors header entry {key!r}")
+        out[key] = (tuple(int(d) for d in entry["shape"]), str(entry["dtype"]))
+    return out
+
+
+def read_safetensors(path: str) -> dict[str, np.ndarray]:
+    """All arrays of a safetensors file (safetensors' NumPy API; memory-mapped when local)."""
+    try:
+        if "://" not in path:
+            return safetensors.numpy.load_file(path)
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return safetensors.numpy.load(f.read())
+    except (OSError, ValueError, safetensors.SafetensorError, tf.errors.OpError) as error:
+        raise LoaderError(f"{path}: cannot read the safetensors file ({error})") from error
+
+
 def _header(files: list[str]) -> dict[str, tuple[tuple[int, ...], str, str]]:
-    """Weight name → (shape, dtype, file), from the safetensors headers only (no data read)."""
+    """Weight name → (shape, dtype, file) over all weight files (headers only)."""
     out = {}
     for f in files:
-        if "://" in f:
-            raise LoaderError(f"{f}: Hugging Face folders must be on a local disk (safetensors "
-                              "memory-maps the file); copy the folder first")
-        try:
-            with safetensors.safe_open(f, framework="numpy") as handle:
-                for key in handle.keys():
-                    piece = handle.get_slice(key)
-                    out[key] = (tuple(piece.get_shape()), piece.get_dtype(), f)
-        except (OSError, ValueError, safetensors.SafetensorError) as error:
-            raise LoaderError(f"{f}: cannot read the safetensors file ({error})") from error
+        for key, (shape, dtype) in read_safetensors_header(f).items():
+            if key in out:
+                raise LoaderError(f"{f}: weight {key} is also in {out[key][2]}")
+            out[key] = (shape, dtype, f)
     return out
 
 
@@ -342,7 +378,7 @@ def load(path: str, name: str | None = None, languages: Sequence[str] = (),
 
     arrays = {}
     for f in files:
-        arrays.update(safetensors.numpy.load_file(f))
+        arrays.update(read_safetensors(f))
     _check_tied_decoder(arrays, sources, where)
     weights = {}
     for google, (key, transpose) in sources.items():

@@ -215,7 +215,8 @@ def load(path: str, name: str | None = None, languages: Sequence[str] = (),
         raise LoaderError(f"{config_path}: vocab_size={encoder_config.vocab_size} but "
                           f"{os.path.join(path, common.VOCAB_TXT)} has {len(vocab)} tokens")
     try:
-        keys = dict(tf.train.list_variables(prefix))
+        reader = tf.compat.v1.train.NewCheckpointReader(prefix)
+        keys = {k: list(v) for k, v in reader.get_variable_to_shape_map().items()}
     except (tf.errors.OpError, ValueError) as error:
         raise LoaderError(f"{prefix}: cannot read the checkpoint ({error})") from error
     layout = _layout(keys, prefix)
