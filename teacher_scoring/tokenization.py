@@ -30,14 +30,18 @@ How this module reproduces it with `tensorflow_text.FastBertTokenizer`:
   * HF's limit is 100 *characters* per word; FastBertTokenizer's is in *bytes*. The byte limit is
     set to 400 (no word of at most 100 characters is longer), and words of more than 100
     characters are collapsed to one [UNK] after WordPiece.
-  * Vocabulary entries HF can never produce (containing whitespace or control characters, or
-    empty) are replaced by unmatchable placeholders for tf-text (ids unchanged): FastWordpiece
-    would otherwise match a token such as "a b" across a space.
+  * Vocabulary entries HF can never produce (containing whitespace or control characters, empty,
+    or a bare "##") are replaced by unmatchable placeholders for tf-text (ids unchanged):
+    FastWordpiece would otherwise match a token such as "a b" across a space.
 
-Remaining, documented difference (see docs/tokenizer_parity.md): literal special-token strings in
-the text (e.g. "[MASK]") are ordinary text here (as in Google's original BERT pre-processing),
-while HF by default maps them to the special ids; parity is measured with
-`split_special_tokens=True`.
+The reference is HF's basic tokenizer + WordPiece with special-token strings in the text treated
+as text (as Google's original BERT pre-processing does, and BertTokenizerFast with
+`split_special_tokens=True`). HF's default `tokenize()` instead keeps a whitespace-delimited
+literal "[MASK]", "[SEP]", ... as that special token: the one remaining, deliberate difference
+(see docs/tokenizer_parity.md).
+
+The batch goes through tf-text in one traced `tf.function` call; tokenize in batches (lists of
+texts) of a few hundred or more.
 
 Typical use:
 
@@ -289,8 +293,8 @@ class TeacherTokenizer:
     """WordPiece tokenization with a teacher's own vocabulary and casing.
 
     Token ids equal Hugging Face's slow `BertTokenizer(vocab_file, do_lower_case=lower_case,
-    tokenize_chinese_chars=True, strip_accents=None)` (with `split_special_tokens=True`) on the
-    same text; see the module docstring for how.
+    tokenize_chinese_chars=True, strip_accents=None)` on the same text, special-token strings in
+    the text being text; see the module docstring for how.
 
     Args:
       vocab: the teacher's tokens (id = index); must contain [UNK] [CLS] [SEP] [MASK].

