@@ -33,6 +33,7 @@ Bad input is counted, never silently dropped. `counts` is a collections.Counter 
 | documents             | document read                                                       |
 | invalid_utf8          | document with invalid UTF-8 bytes (they are dropped; from clean_text)|
 | control_characters    | document with control characters removed (from clean_text)         |
+| nfc_normalized        | document that was not NFC (normalised; from clean_text)             |
 | empty                 | document that is empty / whitespace after cleaning (dropped)        |
 | all_unknown           | (document, teacher) whose pieces are all [UNK] (dropped for it)     |
 | no_pieces             | (document, teacher) with no piece although the text is not empty    |
