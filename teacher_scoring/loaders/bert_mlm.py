@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -194,7 +194,6 @@ def mlm_logits_fn(encoder: tf_keras.layers.Layer, masked_lm: tf_keras.layers.Lay
 # Google-BERT variable names.
 
 WORD_EMBEDDINGS = "bert/embeddings/word_embeddings"
-HEAD_PREFIX = "cls/predictions/"
 HEAD_NAMES = (
     "cls/predictions/transform/dense/kernel",
     "cls/predictions/transform/dense/bias",
@@ -259,11 +258,6 @@ def _tfm_shape(tfm_name: str, google_shape: tuple[int, ...], num_heads: int) -> 
 
 def _shape_str(shape) -> str:
     return "[" + ", ".join(str(int(d)) for d in shape) + "]"
-
-
-def has_mlm_head(names: Iterable[str]) -> bool:
-    """Whether any BERT MLM-head variable (cls/predictions/*) is among `names`."""
-    return any(name.startswith(HEAD_PREFIX) for name in names)
 
 
 def check_google_weights(shapes: Mapping[str, tuple[int, ...]], config: BertMLMConfig,
