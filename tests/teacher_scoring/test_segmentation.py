@@ -227,3 +227,30 @@ def test_rejects_bad_arguments(teachers):
         sg.segment_document("text", teachers, 0)
     with pytest.raises(ValueError, match="tokenizer"):
         sg.segment_document("text", {}, 10)
+
+
+def test_random_mixed_script_text_never_loses_a_piece(teachers):
+    """Fixed-seed fuzzing: random mixes of scripts, accents, control characters, expanding
+    characters and over-long words; random teacher subsets; max_tokens 1..12."""
+    jamo = TeacherTokenizer(SPECIALS + ["ᄒ", "##ᅡ", "##ᆫ", "##ᄒ", "a", "##a", "b", "##b"],
+                            lower_case=True)
+    pool_teachers = dict(teachers, jamo=jamo)
+    alphabet = list("abcdefgh ijklmn opq    ÀÉÎéü.,'!-ǅⅫ한中文字\u0301\x00\t") + [
+        "the ", "tion", "xyz" * 40, "https://example.org/a/b?c=d", "  "]
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet, size=rng.integers(0, 60)))
+        names = list(rng.choice(list(pool_teachers), size=rng.integers(1, 4), replace=False))
+        subset = {name: pool_teachers[name] for name in names}
+        max_tokens = int(rng.integers(1, 13))
+        segments = sg.segment_document(text, subset, max_tokens)
+        assert all(a.end == b.start for a, b in zip(segments, segments[1:]))
+        cleaned = clean_text(text)
+        for name, tokenizer in subset.items():
+            full = tokenizer.tokenize_with_offsets([cleaned])[0].ids if cleaned.strip() else []
+            got = [s.pieces[name].ids for s in segments if name in s.pieces]
+            assert all(1 <= len(g) <= max_tokens for g in got)
+            if len(full) == 0 or np.all(np.asarray(full) == tokenizer.unk_id):
+                assert not got
+            else:
+                np.testing.assert_array_equal(np.concatenate(got), full, err_msg=repr(text))
