@@ -133,7 +133,8 @@ def test_clean_text_control_characters_removed_and_counted_once_per_text():
     assert counts == {"control_characters": 1}
     assert clean_text("NUL\x00", counts) == "NUL"
     assert clean_text("replacement\ufffd char", counts) == "replacement char"
-    assert counts == {"control_characters": 3}
+    assert clean_text("lone\udc80 surrogates\ud800", counts) == "lone surrogates"
+    assert counts == {"control_characters": 4}
 
 
 def test_clean_text_whitespace_becomes_space_uncounted():
