@@ -1,0 +1,134 @@
+"""BuildMaskedExamples: a language's documents → one masked copy per (segment, teacher).
+
+Step 1 of MergeDistill (paper §3.1): the corpus is tokenized and masked with each teacher's
+own tokenizer. This is `teacher_scoring.create_examples.create_examples` run inside Beam:
+documents are segmented for all the language's teachers at once (segments are
+teacher-independent, so a segment's copies share its `example_id` — what `best` compares), each
+document is tokenized once per teacher, and every segment is masked once per teacher with a
+generator seeded by (seed, example_id, teacher) — deterministic whatever the workers or bundles.
+The composite is per language rather than per (language, teacher) because cutting a document
+into segments needs every teacher's tokenization of it.
+
+Documents are processed `document_batch_size` at a time (one tokenizer call per teacher per
+batch). If a batch raises, its documents are retried one by one and a document that still
+raises goes to the dead-letter output (`<lang>/dead_letter/build_examples`), the rest go on.
+
+Counters: segmentation's and create_examples' keys per language (`<lang>/documents`,
+`<lang>/invalid_utf8`, `<lang>/empty`, `<lang>/segments`, ...), and per teacher
+`<lang>/<teacher>/examples` and `<lang>/<teacher>/masked_tokens`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Sequence
+
+import apache_beam as beam
+
+from beam_jobs import dead_letter as dl
+from beam_jobs import metrics
+from beam_jobs.job_config import JobConfig
+from teacher_scoring import create_examples as create_examples_lib
+from teacher_scoring import segmentation
+from teacher_scoring.masking import MaskingConfig
+from teacher_scoring.tokenization import TeacherTokenizer
+
+# Keys of segmentation / cleaning that mean input was dropped or changed (manifest `dropped`).
+DROP_REASONS = tuple(segmentation.DROP_REASONS) + (segmentation.INVALID_UTF8,
+                                                     segmentation.CONTROL_CHARACTERS)
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherSpec:
+    """What a worker needs to tokenize for a teacher (no model): name, vocab, casing."""
+
+    name: str
+    vocab: tuple[str, ...]
+    lower_case: bool
+
+
+def masking_config(config: JobConfig) -> MaskingConfig:
+    return MaskingConfig(seq_length=config.seq_length,
+                         max_predictions_per_seq=config.max_predictions_per_seq,
+                         masked_lm_prob=config.masked_lm_prob,
+                         whole_word_masking=config.whole_word_masking, seed=config.seed)
+
+
+class _BuildFn(beam.DoFn):
+    """A batch of documents → masked copies (main output) and dead letters."""
+
+    def __init__(self, language: str, teachers: Sequence[TeacherSpec], config: MaskingConfig):
+        self._language = language
+        self._teachers = list(teachers)
+        self._config = config
+
+    def setup(self):
+        self._tokenizers = {t.name: TeacherTokenizer(list(t.vocab), t.lower_case)
+                            for t in self._teachers}
+        self._counters = metrics.Counters()
+        self._progress = metrics.ProgressLog(f"{self._language}: documents read")
+
+    def _build(self, documents):
+        counts = collections.Counter()
+        examples = list(create_examples_lib.create_examples(
+            documents, self._language, self._tokenizers, self._config, counts,
+            batch_size=max(1, len(documents))))
+        return examples, counts
+
+    def _emit(self, examples, counts):
+        self._counters.add(self._language, None, counts)
+        per_teacher = collections.Counter()
+        masked = collections.Counter()
+        for example in examples:
+            per_teacher[example.teacher] += 1
+            masked[example.teacher] += example.num_predictions
+        for teacher, n in per_teacher.items():
+            self._counters.inc(self._language, teacher, metrics.EXAMPLES, n)
+            self._counters.inc(self._language, teacher, metrics.MASKED_TOKENS, masked[teacher])
+        return examples
+
+    def process(self, documents):
+        documents = list(documents)
+        self._progress.add(len(documents))
+        try:
+            built = self._build(documents)
+        except Exception:  # pylint: disable=broad-except
+            built = None  # find the culprit(s): one document at a time
+        if built is not None:
+            yield from self._emit(*built)
+            return
+        for document in documents:
+            try:
+                examples, counts = self._build([document])
+            except Exception as error:  # pylint: disable=broad-except
+                self._counters.inc(self._language, None,
+                                   f"{metrics.DEAD_LETTER}/{dl.BUILD_EXAMPLES}")
+                yield beam.pvalue.TaggedOutput(dl.DEAD_LETTER, dl.dead_letter(
+                    dl.BUILD_EXAMPLES, self._language, None, dl.error_reason(error), document))
+                continue
+            yield from self._emit(examples, counts)
+
+
+class BuildMaskedExamples(beam.PTransform):
+    """PCollection[bytes] (one language's documents) → tagged outputs `examples`
+    (ScoredExample without teacher outputs, teacher id space, one per segment and teacher)
+    and `dead_letter`."""
+
+    EXAMPLES = "examples"
+
+    def __init__(self, language: str, teachers: Sequence[TeacherSpec], config: JobConfig):
+        super().__init__()
+        self._language = language
+        self._teachers = list(teachers)
+        self._masking = masking_config(config)
+        self._batch_size = config.document_batch_size
+
+    def expand(self, documents):
+        outputs = (documents
+                   | "BatchDocuments" >> beam.BatchElements(
+                       min_batch_size=self._batch_size, max_batch_size=self._batch_size)
+                   | "SegmentAndMask" >> beam.ParDo(
+                       _BuildFn(self._language, self._teachers, self._masking)).with_outputs(
+                           dl.DEAD_LETTER, main=self.EXAMPLES))
+        return {self.EXAMPLES: outputs[self.EXAMPLES], dl.DEAD_LETTER: outputs[dl.DEAD_LETTER]}
