@@ -1,0 +1,300 @@
+r"""Held-out evaluation of students against their teachers: masked-token accuracy, loss and RDT.
+
+Input: scored shards of a held-out corpus (the scoring job run on dev text with
+`copies_mode: all`, so every teacher of a language has its own copy), and one or more exported
+students (`model_dir/export`). Every teacher is measured on its own tokenization and masks; every
+student on exactly the same masked positions, reading the same copy mapped into the student
+vocabulary — nothing is re-tokenized or re-masked.
+
+* teacher accuracy: the teacher's top-1 prediction (the first of its stored top-k ids) equals the
+  gold id; teacher loss: its cross-entropy on the gold ids (the records' `teacher_loss`, a mean
+  over the example's masked tokens, re-weighted here by the number of masked tokens);
+* student accuracy / loss: argmax / cross-entropy of the student's MLM distribution over the
+  whole student vocabulary at the same positions;
+* RDT (paper Eq. 3): per teacher, 100 * (P_S - P_T) / P_T with P = accuracy; per language the
+  mean over its teachers; overall the mean over languages. The sign follows the paper's tables
+  (positive: the student does better than the teacher); Eq. 3 as printed has the opposite sign.
+
+  python student/evaluate.py --shards en=workspace/scored/dev/en --shards de=... \
+      --student kd=workspace/students/kd/export --student gold=workspace/students/gold/export \
+      --output_dir workspace/evaluation
+
+Writes evaluation.json, evaluation.md (a Markdown table) and evaluation.png (bar chart, teacher
+vs students per language) into --output_dir and prints the table.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import sys
+
+if __package__ in (None, ""):
+    # `python student/evaluate.py` from a checkout without an installed package.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from teacher_scoring import manifest as manifest_lib  # noqa: E402
+from teacher_scoring import record_schema  # noqa: E402
+
+SAVED_MODEL_DIR = "saved_model"
+VOCAB_FILE = "vocab.txt"
+
+
+class EvaluationError(ValueError):
+    """The inputs of an evaluation do not fit together (naming the file and the field)."""
+
+
+@dataclasses.dataclass
+class Tally:
+    """Sums over the masked tokens of one (language, teacher) copy set."""
+
+    tokens: int = 0
+    examples: int = 0
+    teacher_correct: int = 0
+    teacher_loss_sum: float = 0.0
+    student_correct: dict[str, int] = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(int))
+    student_loss_sum: dict[str, float] = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(float))
+
+
+class ExportedStudent:
+    """An exported student (its SavedModel and vocab), called on batches of records."""
+
+    def __init__(self, name: str, export_dir: str):
+        self.name = name
+        self.export_dir = export_dir
+        saved_model = os.path.join(export_dir, SAVED_MODEL_DIR)
+        vocab = os.path.join(export_dir, VOCAB_FILE)
+        for path in (saved_model, vocab):
+            if not tf.io.gfile.exists(path):
+                raise EvaluationError(f"student {name!r}: {path} is missing (expected a "
+                                      "student/train.py export folder)")
+        self.vocab_sha256 = manifest_lib.sha256_of_file(vocab)
+        self._serve = tf.saved_model.load(saved_model).signatures["serving_default"]
+
+    def log_probs(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        """float32 [B, P, V]: log-softmax of the student's MLM logits at the masked positions."""
+        outputs = self._serve(
+            input_word_ids=batch[record_schema.INPUT_WORD_IDS],
+            input_mask=batch[record_schema.INPUT_MASK],
+            input_type_ids=batch[record_schema.INPUT_TYPE_IDS],
+            masked_lm_positions=batch[record_schema.MASKED_LM_POSITIONS])
+        return tf.nn.log_softmax(outputs["mlm_logits"], axis=-1)
+
+
+def _dataset(manifest: manifest_lib.Manifest, shard_dir: str, language: str,
+             batch_size: int) -> tf.data.Dataset:
+    files = manifest_lib.shard_paths(manifest, shard_dir, language)
+    spec = manifest.shard_spec
+    return (tf.data.TFRecordDataset(files, compression_type=manifest.compression or None)
+            .batch(batch_size)
+            .map(lambda records: record_schema.parse_batch(records, spec)))
+
+
+def evaluate(shards: dict[str, str], students: dict[str, str],
+             batch_size: int = 64) -> dict:
+    """Evaluates every student against the teachers of every language.
+
+    Args:
+      shards: language -> folder of held-out scored shards (with manifest.json; id space
+        "student", with teacher outputs).
+      students: student name -> export folder (model_dir/export of student/train.py).
+
+    Returns:
+      A JSON-able dict: per language and teacher the token count and each model's accuracy and
+      loss, RDT per (language, teacher), per language and overall, per student.
+
+    Raises:
+      EvaluationError / manifest.ManifestError: naming the file and the field.
+    """
+    if not shards:
+        raise EvaluationError("no --shards given")
+    if not students:
+        raise EvaluationError("no --student given")
+    loaded = {name: ExportedStudent(name, path) for name, path in students.items()}
+    tallies: dict[tuple[str, str], Tally] = {}
+    for language, shard_dir in shards.items():
+        manifest = manifest_lib.read_manifest(shard_dir)
+        where = manifest_lib.manifest_path(shard_dir)
+        manifest_lib.check_matches(manifest, where, id_space="student", has_teacher_outputs=True)
+        for student in loaded.values():
+            if student.vocab_sha256 != manifest.vocab_sha256:
+                raise EvaluationError(
+                    f"{where}: field 'vocab_sha256' is {manifest.vocab_sha256} but student "
+                    f"{student.name!r} ({student.export_dir}/vocab.txt) has "
+                    f"{student.vocab_sha256}: the shards are not in this student's vocabulary")
+        for batch in _dataset(manifest, shard_dir, language, batch_size):
+            weights = batch[record_schema.MASKED_LM_WEIGHTS].numpy()
+            real = weights > 0
+            gold = batch[record_schema.MASKED_LM_IDS].numpy()
+            teacher_top1 = batch[record_schema.TEACHER_TOPK_IDS].numpy()[:, :, 0]
+            teacher_loss = batch[record_schema.TEACHER_LOSS].numpy()
+            teachers = [t.decode("utf-8") for t in batch[record_schema.TEACHER].numpy()]
+            student_scores = {}
+            for name, student in loaded.items():
+                log_probs = student.log_probs(batch)
+                gold_log_prob = tf.gather(log_probs, batch[record_schema.MASKED_LM_IDS],
+                                          batch_dims=2).numpy()
+                argmax = tf.argmax(log_probs, axis=-1, output_type=tf.int32).numpy()
+                student_scores[name] = (argmax == gold, -gold_log_prob)
+            for row, teacher in enumerate(teachers):
+                tally = tallies.setdefault((language, teacher), Tally())
+                n = int(real[row].sum())
+                tally.examples += 1
+                tally.tokens += n
+                tally.teacher_correct += int((teacher_top1[row] == gold[row])[real[row]].sum())
+                tally.teacher_loss_sum += float(teacher_loss[row]) * n
+                for name, (correct, loss) in student_scores.items():
+                    tally.student_correct[name] += int(correct[row][real[row]].sum())
+                    tally.student_loss_sum[name] += float(loss[row][real[row]].sum())
+    return summarize(tallies, list(loaded))
+
+
+def rdt(student_score: float, teacher_score: float) -> float:
+    """Relative deviation from the teacher in %, positive when the student is better."""
+    return 100.0 * (student_score - teacher_score) / teacher_score
+
+
+def summarize(tallies: dict[tuple[str, str], Tally], students: list[str]) -> dict:
+    """Turns per-(language, teacher) sums into metrics and RDTs (see the module docstring)."""
+    rows = []
+    for (language, teacher), tally in sorted(tallies.items()):
+        if tally.tokens == 0:
+            continue
+        row = dict(language=language, teacher=teacher, examples=tally.examples,
+                   tokens=tally.tokens,
+                   teacher_accuracy=tally.teacher_correct / tally.tokens,
+                   teacher_loss=tally.teacher_loss_sum / tally.tokens, students={})
+        for name in students:
+            accuracy = tally.student_correct[name] / tally.tokens
+            row["students"][name] = dict(
+                accuracy=accuracy, loss=tally.student_loss_sum[name] / tally.tokens,
+                rdt=(rdt(accuracy, row["teacher_accuracy"])
+                     if row["teacher_accuracy"] > 0 else float("nan")))
+        rows.append(row)
+    languages = sorted({row["language"] for row in rows})
+    per_language = {}
+    for language in languages:
+        mine = [row for row in rows if row["language"] == language]
+        per_language[language] = {
+            name: float(np.mean([row["students"][name]["rdt"] for row in mine]))
+            for name in students}
+    overall = {name: float(np.mean([per_language[lang][name] for lang in languages]))
+               for name in students}
+    return dict(rows=rows, rdt_per_language=per_language, rdt_average=overall,
+                students=students,
+                rdt_definition="100 * (student_accuracy - teacher_accuracy) / teacher_accuracy; "
+                               "per language: mean over its teachers; average: mean over "
+                               "languages (paper Eq. 3, sign as in its tables)")
+
+
+def to_markdown(result: dict) -> str:
+    """The result as a Markdown table (one row per language and teacher) plus the RDT lines."""
+    students = result["students"]
+    header = ["language", "teacher", "tokens", "teacher acc", "teacher loss"]
+    for name in students:
+        header += [f"{name} acc", f"{name} loss", f"{name} RDT %"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in result["rows"]:
+        cells = [row["language"], row["teacher"], str(row["tokens"]),
+                 f"{100 * row['teacher_accuracy']:.2f}", f"{row['teacher_loss']:.3f}"]
+        for name in students:
+            s = row["students"][name]
+            cells += [f"{100 * s['accuracy']:.2f}", f"{s['loss']:.3f}", f"{s['rdt']:+.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for name in students:
+        per_language = ", ".join(f"{lang} {values[name]:+.1f}"
+                                 for lang, values in result["rdt_per_language"].items())
+        lines.append(f"RDT of `{name}` (accuracy, %): average {result['rdt_average'][name]:+.1f} "
+                     f"({per_language})")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: str) -> None:
+    """A bar chart of masked-token accuracy: each teacher and each student, per language."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    rows = result["rows"]
+    labels = [f"{row['language']}\n{row['teacher']}" for row in rows]
+    series = [("teacher", [row["teacher_accuracy"] for row in rows])]
+    series += [(name, [row["students"][name]["accuracy"] for row in rows])
+               for name in result["students"]]
+    x = np.arange(len(rows))
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(rows)), 4))
+    for i, (name, values) in enumerate(series):
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, [100 * v for v in values], width,
+                      label=name)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("held-out masked-token accuracy (%)")
+    ax.set_title("Teachers vs students on the same masked positions")
+    ax.legend()
+    fig.tight_layout()
+    with tf.io.gfile.GFile(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+
+
+def write_outputs(result: dict, output_dir: str) -> dict[str, str]:
+    """Writes evaluation.json / .md / .png into output_dir; returns their paths."""
+    tf.io.gfile.makedirs(output_dir)
+    paths = {kind: os.path.join(output_dir, f"evaluation.{kind}") for kind in ("json", "md",
+                                                                             "png")}
+    with tf.io.gfile.GFile(paths["json"], "w") as f:
+        f.write(json.dumps(result, indent=2, sort_keys=True))
+    with tf.io.gfile.GFile(paths["md"], "w") as f:
+        f.write(to_markdown(result))
+    plot(result, paths["png"])
+    return paths
+
+
+def parse_pairs(values: list[str], flag: str) -> dict[str, str]:
+    """['a=x', 'b=y'] -> {'a': 'x', 'b': 'y'}, refusing malformed or repeated names."""
+    pairs = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise EvaluationError(f"--{flag} {value!r}: expected NAME=PATH")
+        if name in pairs:
+            raise EvaluationError(f"--{flag}: {name!r} given twice")
+        pairs[name] = path
+    return pairs
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("shards", [], "LANGUAGE=FOLDER of held-out scored shards "
+                          "(copies_mode all); repeat per language.")
+flags.DEFINE_multi_string("student", [], "NAME=EXPORT_FOLDER of a trained student; repeatable.")
+flags.DEFINE_string("output_dir", None, "Where evaluation.json/.md/.png go.")
+flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS.output_dir:
+        raise app.UsageError("--output_dir is required")
+    try:
+        result = evaluate(parse_pairs(FLAGS.shards, "shards"),
+                          parse_pairs(FLAGS.student, "student"), FLAGS.batch_size)
+    except (EvaluationError, manifest_lib.ManifestError) as error:
+        sys.exit(f"error: {error}")
+    paths = write_outputs(result, FLAGS.output_dir)
+    print(to_markdown(result))
+    logging.info("wrote %s", paths)
+    print("\n".join(f"{kind}: {path}" for kind, path in paths.items()))
+
+
+if __name__ == "__main__":
+    app.run(main)
