@@ -97,9 +97,19 @@ def mlm_loss_sum(logits: tf.Tensor, masked_lm_ids: tf.Tensor,
     return tf.reduce_sum(ce * tf.cast(masked_lm_weights, logits.dtype))
 
 
+def mlm_loss_sum_from_log_probs(log_probs: tf.Tensor, masked_lm_ids: tf.Tensor,
+                                masked_lm_weights: tf.Tensor) -> tf.Tensor:
+    """mlm_loss_sum given log_softmax(logits) [B, P, V] (shared with the KD term at T = 1)."""
+    vocab_size = tf.shape(log_probs)[-1]
+    ids = tf.clip_by_value(tf.cast(masked_lm_ids, tf.int32), 0, vocab_size - 1)
+    gold = tf.gather(log_probs, ids[..., None], batch_dims=2)[..., 0]  # [B, P]
+    return -tf.reduce_sum(gold * tf.cast(masked_lm_weights, log_probs.dtype))
+
+
 def kd_loss_sum(logits: tf.Tensor, teacher_topk_ids: tf.Tensor, teacher_topk_logits: tf.Tensor,
                 masked_lm_weights: tf.Tensor, temperature: float = 1.0,
-                scale_by_temperature_squared: bool = False) -> tf.Tensor:
+                scale_by_temperature_squared: bool = False,
+                student_log_probs: tf.Tensor | None = None) -> tf.Tensor:
     """sum_{b,p} w_bp * CE(teacher top-k distribution, student distribution) (scaled by T^2).
 
     Args:
@@ -109,6 +119,7 @@ def kd_loss_sum(logits: tf.Tensor, teacher_topk_ids: tf.Tensor, teacher_topk_log
       masked_lm_weights: float32 [B, P], 0 for padding slots.
       temperature: T > 0; both teacher and student logits are divided by T.
       scale_by_temperature_squared: multiply by T^2.
+      student_log_probs: log_softmax(logits / T) [B, P, V] if already computed.
 
     Returns:
       float32 scalar. The teacher side gets no gradient.
@@ -121,7 +132,8 @@ def kd_loss_sum(logits: tf.Tensor, teacher_topk_ids: tf.Tensor, teacher_topk_log
     teacher = tf.stop_gradient(tf.cast(teacher_topk_logits, dtype)) / temperature
     teacher = tf.where(valid, teacher, tf.constant(_MASKED_LOGIT, dtype))
     probs = tf.nn.softmax(teacher, axis=-1) * tf.cast(valid, dtype)
-    student_log_probs = tf.nn.log_softmax(logits / temperature, axis=-1)
+    if student_log_probs is None:
+        student_log_probs = tf.nn.log_softmax(logits / temperature, axis=-1)
     ids = tf.clip_by_value(tf.cast(teacher_topk_ids, tf.int32), 0, vocab_size - 1)
     gathered = tf.gather(student_log_probs, ids, batch_dims=2)  # [B, P, k]
     per_slot = -tf.reduce_sum(probs * gathered, axis=-1)        # [B, P]
@@ -160,15 +172,22 @@ def student_loss(logits: tf.Tensor, features: dict[str, tf.Tensor], lam: tf.Tens
     """
     if global_denominators is None:
         global_denominators = denominators(features, use_teacher)
-    dtype = _float(logits).dtype
-    mlm = tf.math.divide_no_nan(
-        mlm_loss_sum(logits, features["masked_lm_ids"], features["masked_lm_weights"]),
-        tf.cast(global_denominators.mlm, dtype))
+    logits = _float(logits)
+    dtype = logits.dtype
+    log_probs = None
+    if use_teacher and temperature == 1.0:
+        # One log_softmax over the vocabulary serves both terms.
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        mlm_sum = mlm_loss_sum_from_log_probs(log_probs, features["masked_lm_ids"],
+                                              features["masked_lm_weights"])
+    else:
+        mlm_sum = mlm_loss_sum(logits, features["masked_lm_ids"], features["masked_lm_weights"])
+    mlm = tf.math.divide_no_nan(mlm_sum, tf.cast(global_denominators.mlm, dtype))
     if use_teacher:
         kd = tf.math.divide_no_nan(
             kd_loss_sum(logits, features["teacher_topk_ids"], features["teacher_topk_logits"],
                         features["masked_lm_weights"], temperature,
-                        scale_by_temperature_squared),
+                        scale_by_temperature_squared, student_log_probs=log_probs),
             tf.cast(global_denominators.kd, dtype))
     else:
         kd = tf.zeros([], dtype)

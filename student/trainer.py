@@ -239,12 +239,12 @@ class StudentTrainer:
             return next(iterator)
         batch = next(iterator)
         size = self._per_replica_batch
-
-        def replica_slice(context):
-            start = context.replica_id_in_sync_group * size
-            return {name: value[start:start + size] for name, value in batch.items()}
-
-        return self.strategy.experimental_distribute_values_from_function(replica_slice)
+        # Sliced on the host, where the iterator lives; the strategy moves each slice to its
+        # replica's device.
+        slices = [{name: value[r * size:(r + 1) * size] for name, value in batch.items()}
+                  for r in range(self.strategy.num_replicas_in_sync)]
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda context: slices[context.replica_id_in_sync_group])
 
     def _train_loop_impl(self, iterator, num_steps):
         arrays = tuple(tf.TensorArray(tf.float32, size=num_steps) for _ in METRICS)
