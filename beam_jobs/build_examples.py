@@ -14,8 +14,9 @@ batch). If a batch raises, its documents are retried one by one and a document t
 raises goes to the dead-letter output (`<lang>/dead_letter/build_examples`), the rest go on.
 
 Counters: segmentation's and create_examples' keys per language (`<lang>/documents`,
-`<lang>/invalid_utf8`, `<lang>/empty`, `<lang>/segments`, ...), and per teacher
-`<lang>/<teacher>/examples` and `<lang>/<teacher>/masked_tokens`.
+`<lang>/invalid_utf8`, `<lang>/empty`, `<lang>/segments`, `<lang>/examples`, ...), and per
+teacher `<lang>/<teacher>/examples` and `<lang>/<teacher>/masked_tokens` (copies sent to the
+teacher) and `<lang>/<teacher>/no_masked_token` (copies dropped: masking chose no token).
 """
 
 from __future__ import annotations
@@ -34,9 +35,15 @@ from teacher_scoring import segmentation
 from teacher_scoring.masking import MaskingConfig
 from teacher_scoring.tokenization import TeacherTokenizer
 
-# Keys of segmentation / cleaning that mean input was dropped or changed (manifest `dropped`).
-DROP_REASONS = tuple(segmentation.DROP_REASONS) + (segmentation.INVALID_UTF8,
-                                                     segmentation.CONTROL_CHARACTERS)
+# A copy without any masked token (whole-word masking on a very short segment: the only
+# word is longer than the number of tokens to predict, so BERT's recipe picks nothing). It has
+# nothing to distil; it is dropped and counted per teacher.
+NO_MASKED_TOKEN = "no_masked_token"
+
+# Keys of segmentation / cleaning / this step that mean input was dropped or changed (the
+# manifest's `dropped`).
+DROP_REASONS = tuple(segmentation.DROP_REASONS) + (
+    segmentation.INVALID_UTF8, segmentation.CONTROL_CHARACTERS, NO_MASKED_TOKEN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,13 +87,19 @@ class _BuildFn(beam.DoFn):
         self._counters.add(self._language, None, counts)
         per_teacher = collections.Counter()
         masked = collections.Counter()
+        kept = []
         for example in examples:
+            n = example.num_predictions
+            if n == 0:
+                self._counters.inc(self._language, example.teacher, NO_MASKED_TOKEN)
+                continue
             per_teacher[example.teacher] += 1
-            masked[example.teacher] += example.num_predictions
+            masked[example.teacher] += n
+            kept.append(example)
         for teacher, n in per_teacher.items():
             self._counters.inc(self._language, teacher, metrics.EXAMPLES, n)
             self._counters.inc(self._language, teacher, metrics.MASKED_TOKENS, masked[teacher])
-        return examples
+        return kept
 
     def process(self, documents):
         documents = list(documents)

@@ -33,7 +33,7 @@ from beam_jobs import dead_letter as dl
 from beam_jobs import metrics, output
 from beam_jobs.best_copy import SelectBestCopy
 from beam_jobs.build_examples import DROP_REASONS as EXAMPLE_DROP_REASONS
-from beam_jobs.build_examples import BuildMaskedExamples, TeacherSpec
+from beam_jobs.build_examples import NO_MASKED_TOKEN, BuildMaskedExamples, TeacherSpec
 from beam_jobs.job_config import JobConfig, resolve_path
 from beam_jobs.read_corpus import ReadCorpus, check_corpus
 from beam_jobs.score import SCORED, ScoreWithTeachers
@@ -201,10 +201,10 @@ def build_pipeline(pipeline: beam.Pipeline, job: PreparedJob, tmp_dir: str) -> N
 
 def _zero_drops(teachers: Sequence[str]) -> dict[str, int]:
     """Every drop reason a language can have, at 0: a manifest lists what was not dropped too."""
-    zeros = {reason: 0 for reason in EXAMPLE_DROP_REASONS}
+    zeros = {reason: 0 for reason in EXAMPLE_DROP_REASONS if reason != NO_MASKED_TOKEN}
     zeros[f"{metrics.DEAD_LETTER}/{dl.BUILD_EXAMPLES}"] = 0
     for teacher in teachers:
-        for reason in tuple(MAPPING_DROP_REASONS) + (metrics.DUPLICATE_COPIES,):
+        for reason in tuple(MAPPING_DROP_REASONS) + (metrics.DUPLICATE_COPIES, NO_MASKED_TOKEN):
             zeros[f"{teacher}/{reason}"] = 0
         for stage in (dl.SCORE, dl.MAP_TO_STUDENT):
             zeros[f"{teacher}/{metrics.DEAD_LETTER}/{stage}"] = 0
@@ -264,7 +264,8 @@ def default_pipeline_args(pipeline_args: Sequence[str]) -> list[str]:
     if "Direct" in runner:
         if "--direct_running_mode" not in joined:
             args.append("--direct_running_mode=multi_processing")
-        if "--direct_num_workers" not in joined:
+        mode = PipelineOptions(args).get_all_options()["direct_running_mode"]
+        if "--direct_num_workers" not in joined and mode != "in_memory":
             args.append(f"--direct_num_workers={os.cpu_count() or 1}")
     return args
 

@@ -68,7 +68,8 @@ def _teacher_examples(workspace, config, language):
     documents = pathlib.Path(workspace.corpora[language]).read_bytes().split(b"\n")
     examples = create_examples_lib.create_examples(documents, language, tokenizers,
                                                    masking_config(config))
-    return {(e.example_id, e.teacher): e for e in examples}
+    # Copies without a masked token are dropped by the job (counted as no_masked_token).
+    return {(e.example_id, e.teacher): e for e in examples if e.num_predictions > 0}
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +205,10 @@ def test_failures_go_to_dead_letters_and_the_job_goes_on(workspace, tmp_path, mo
     lines = pathlib.Path(workspace.corpora["en"]).read_bytes().split(b"\n")[:40]
     poison = b"This POISON document makes the example builder raise."
     invalid = "Ein ung\u00fcltiges Byte ".encode() + b"\xff\xfe" + b" steht in dieser Zeile."
-    corpus.write_bytes(b"\n".join(lines[:10] + [poison] + lines[10:20] + [invalid] + lines[20:]))
+    # One word of several pieces: whole-word masking picks nothing (1 token to predict).
+    nothing_masked = b"Quixotically"
+    corpus.write_bytes(b"\n".join(lines[:10] + [poison] + lines[10:20] + [invalid] + lines[20:]
+                                  + [nothing_masked]))
     # The copy of the first document that en_b scores fails in the teacher step.
     config = _config(workspace, tmp_path / "out", copies_mode="all",
                      languages={"en": {"corpus": [str(corpus)], "num_shards": 1}},
@@ -247,11 +251,12 @@ def test_failures_go_to_dead_letters_and_the_job_goes_on(workspace, tmp_path, mo
     assert manifest.dropped["dead_letter/build_examples"] == 1
     assert manifest.dropped["en_b/dead_letter/score"] == 1
     assert manifest.dropped["invalid_utf8"] == 1
+    assert manifest.dropped["en_a/no_masked_token"] == manifest.dropped["en_b/no_masked_token"] == 1
     assert result.dead_letters == 2
     # Everything else was written: every copy but the failed one, the invalid-UTF-8 line too.
     keys = {(r.example_id, r.teacher) for r in records}
     assert (victim, "en_a") in keys and (victim, "en_b") not in keys
-    assert manifest.counters["documents"] == 41      # the poisoned document is not counted
+    assert manifest.counters["documents"] == 42      # the poisoned document is not counted
     assert manifest.languages["en"].teachers["en_a"].examples == \
         manifest.languages["en"].teachers["en_b"].examples + 1
 
