@@ -1,0 +1,238 @@
+r"""The whole MergeDistill pipeline on the bundled demo corpora, on a CPU, in a few minutes.
+
+  python run_demo.py [--workspace workspace/demo] [--languages en,de,es] [--restart]
+
+Stages (each runs the project's own command line, printed before it runs):
+  1. corpora    data/corpora/demo/<lang>.txt -> a transfer split and a held-out split
+                (the last 10% of the lines) per language;
+  2. teachers   per language, a WordPiece vocabulary and a small BERT MLM teacher pretrained on
+                the transfer split (python -m teacher_scoring.pretrain_teacher), exported as a
+                Hugging Face folder (and one as a Google-BERT checkpoint);
+  3. vocab      the student vocabulary: the union of the teachers' (python -m vocab.build_union);
+  4. scoring    the Beam job on DirectRunner: the transfer split tokenized, masked and scored by
+                each teacher, top-8 logits in the student's ids (python -m beam_jobs.score_corpora);
+                and again on the held-out split, for the evaluation;
+  5. student    KD + MLM with lambda annealed 1 -> 0 (python student/train.py);
+  6. evaluate   held-out masked-token accuracy of each teacher and of the student on the same
+                masked positions, and RDT (python student/evaluate.py).
+
+A stage whose output is complete is skipped, so an interrupted demo picks up where it stopped;
+--restart deletes the workspace first. At the end it prints where every artifact went and the
+evaluation table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+DEMO_CORPORA = os.path.join(REPO, "data", "corpora", "demo")
+HELD_OUT_FRACTION = 0.1
+# Per language: lower-cased teacher or not, and the export format of its folder. The teachers
+# differ in casing and in vocabulary on purpose: the student vocabulary is their union.
+TEACHER_SETTINGS = {
+    "en": dict(lower_case=True, format="hf_folder"),
+    "de": dict(lower_case=False, format="google_bert_checkpoint"),
+    "es": dict(lower_case=True, format="hf_folder"),
+    "it": dict(lower_case=False, format="hf_folder"),
+    "fr": dict(lower_case=False, format="hf_folder"),
+    "fi": dict(lower_case=True, format="hf_folder"),
+    "tr": dict(lower_case=False, format="hf_folder"),
+    "zh": dict(lower_case=False, format="hf_folder"),
+    "hi": dict(lower_case=False, format="hf_folder"),
+}
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text} ===", flush=True)
+
+
+def run(command: list[str], log_path: str) -> None:
+    """Runs a stage's command, streaming its output to the console and to log_path."""
+    print("$ " + " ".join(shlex.quote(part) for part in command), flush=True)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    start = time.monotonic()
+    with open(log_path, "a", encoding="utf-8") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in process.stdout:
+            log.write(line)
+            if _worth_showing(line):
+                print("  " + line.rstrip()[:200], flush=True)
+        code = process.wait()
+    if code:
+        sys.exit(f"stage failed (exit {code}); full output in {log_path}")
+    print(f"  done in {time.monotonic() - start:.0f} s", flush=True)
+
+
+def _worth_showing(line: str) -> bool:
+    """Progress lines of our own code; not TensorFlow's start-up chatter."""
+    noise = ("cuda", "cpu_feature_guard", "oneDNN", "rebuild TensorFlow", "AVX", "WARNING: All log",
+             "absl::InitializeLog", "E0000", "W0000", "I0000", "UserWarning", "warnings.warn",
+             "local_job_service.py", "Converted:", "fn_api_runner", "worker_handlers.py")
+    return bool(line.strip()) and not any(token in line for token in noise)
+
+
+def split_corpus(language: str, corpora_dir: str) -> tuple[str, str]:
+    """Writes the transfer / held-out split of a demo corpus; returns the two paths."""
+    lines = [line for line in open(os.path.join(DEMO_CORPORA, f"{language}.txt"),
+                                   encoding="utf-8").read().split("\n") if line.strip()]
+    cut = len(lines) - max(1, int(len(lines) * HELD_OUT_FRACTION))
+    folder = os.path.join(corpora_dir, language)
+    os.makedirs(folder, exist_ok=True)
+    paths = os.path.join(folder, "train.txt"), os.path.join(folder, "dev.txt")
+    for path, part in zip(paths, (lines[:cut], lines[cut:])):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(part) + "\n")
+    return paths
+
+
+def write_scoring_config(path: str, vocab_dir: str, output_dir: str, corpora: dict[str, str],
+                         teachers: dict[str, str], copies_mode: str, seq_length: int,
+                         max_predictions: int, seed: int) -> None:
+    lines = [
+        "# Written by run_demo.py.",
+        f"student_vocab: {vocab_dir}",
+        f"output_dir: {output_dir}",
+        f"seq_length: {seq_length}",
+        f"max_predictions_per_seq: {max_predictions}",
+        "top_k: 8",
+        "masked_lm_prob: 0.15",
+        "whole_word_masking: false",
+        f"seed: {seed}",
+        "logits_dtype: float16",
+        "compression: GZIP",
+        f"copies_mode: {copies_mode}",
+        "inference_batch_size: 64",
+        "languages:",
+    ]
+    lines += [f"  {lang}: {{corpus: [{corpus}], num_shards: 2}}" for lang, corpus in
+              corpora.items()]
+    lines.append("teachers:")
+    lines += [f"  teacher_{lang}: {{format: auto, path: {teacher_dir}, languages: [{lang}]}}"
+              for lang, teacher_dir in teachers.items()]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workspace", default=os.path.join(REPO, "workspace", "demo"))
+    parser.add_argument("--languages", default="en,de,es",
+                        help=f"comma-separated, from {sorted(TEACHER_SETTINGS)}")
+    parser.add_argument("--teacher_steps", type=int, default=1200)
+    parser.add_argument("--student_steps", type=int, default=1500)
+    parser.add_argument("--teacher_vocab_size", type=int, default=5000)
+    parser.add_argument("--restart", action="store_true", help="delete the workspace first")
+    args = parser.parse_args()
+    languages = [lang.strip() for lang in args.languages.split(",") if lang.strip()]
+    unknown = sorted(set(languages) - set(TEACHER_SETTINGS))
+    if unknown or len(languages) < 2:
+        sys.exit(f"--languages: need two or more of {sorted(TEACHER_SETTINGS)}; got {languages}")
+
+    ws = os.path.abspath(args.workspace)
+    if args.restart and os.path.exists(ws):
+        shutil.rmtree(ws)
+    paths = {name: os.path.join(ws, name) for name in (
+        "corpora", "teachers", "teacher_work", "vocab", "scored", "students", "evaluation",
+        "logs", "configs")}
+    for folder in paths.values():
+        os.makedirs(folder, exist_ok=True)
+    python = sys.executable
+    seq_length, max_predictions, seed = 64, 10, 12345
+    start = time.monotonic()
+
+    banner("1/6 corpora: transfer and held-out splits of the bundled demo text")
+    train, dev = {}, {}
+    for lang in languages:
+        train[lang], dev[lang] = split_corpus(lang, paths["corpora"])
+        print(f"  {lang}: {train[lang]} / {dev[lang]}")
+
+    banner("2/6 teachers: a WordPiece vocabulary and a small BERT MLM per language")
+    teachers = {}
+    for lang in languages:
+        settings = TEACHER_SETTINGS[lang]
+        teachers[lang] = os.path.join(paths["teachers"], f"teacher_{lang}")
+        if os.path.exists(os.path.join(teachers[lang], "teacher.json")):
+            print(f"  teacher_{lang}: already there ({teachers[lang]})")
+            continue
+        command = [python, "-m", "teacher_scoring.pretrain_teacher", f"--name=teacher_{lang}",
+                   f"--language={lang}", f"--input={train[lang]}",
+                   f"--vocab_size={args.teacher_vocab_size}",
+                   "--lower_case" if settings["lower_case"] else "--nolower_case",
+                   "--config_file=configs/teacher/demo.yaml",
+                   f"--params_override=train.steps={args.teacher_steps}",
+                   f"--work_dir={os.path.join(paths['teacher_work'], lang)}",
+                   f"--output_dir={teachers[lang]}", f"--format={settings['format']}",
+                   f"--seed={seed}", "--overwrite"]
+        run(command, os.path.join(paths["logs"], f"teacher_{lang}.log"))
+
+    banner("3/6 vocab: the student vocabulary is the union of the teachers' vocabularies")
+    if not os.path.exists(os.path.join(paths["vocab"], "vocab.txt")):
+        run([python, "-m", "vocab.build_union"]
+            + [f"--teacher=teacher_{lang}={os.path.join(teachers[lang], 'vocab.txt')}"
+               for lang in languages]
+            + [f"--output={paths['vocab']}", "--overwrite"],
+            os.path.join(paths["logs"], "vocab.log"))
+    else:
+        print(f"  already there ({paths['vocab']})")
+
+    banner("4/6 scoring: Beam job (DirectRunner), top-8 teacher logits in the student's ids")
+    scored = {}
+    for split, corpora, mode in (("train", train, "best"), ("dev", dev, "all")):
+        scored[split] = os.path.join(paths["scored"], split)
+        if all(os.path.exists(os.path.join(scored[split], lang, "manifest.json"))
+               for lang in languages):
+            print(f"  {split}: already there ({scored[split]})")
+            continue
+        config_path = os.path.join(paths["configs"], f"scoring_{split}.yaml")
+        write_scoring_config(config_path, paths["vocab"], scored[split], corpora, teachers,
+                             mode, seq_length, max_predictions,
+                             seed if split == "train" else seed + 1)
+        run([python, "-m", "beam_jobs.score_corpora", f"--config={config_path}", "--overwrite",
+             "--direct_num_workers=2"], os.path.join(paths["logs"], f"scoring_{split}.log"))
+
+    banner("5/6 student: KD + MLM, lambda annealed 1 -> 0, languages sampled with alpha = 0.7")
+    student_dir = os.path.join(paths["students"], "kd")
+    if not os.path.exists(os.path.join(student_dir, "export", "vocab.txt")):
+        run([python, "student/train.py", "--config_file=configs/student/demo.yaml",
+             f"--student_vocab={paths['vocab']}"]
+            + [f"--shards={lang}={os.path.join(scored['train'], lang)}" for lang in languages]
+            + [f"--model_dir={student_dir}",
+               f"--params_override=train.steps={args.student_steps}"],
+            os.path.join(paths["logs"], "student.log"))
+    else:
+        print(f"  already there ({student_dir})")
+
+    banner("6/6 evaluate: held-out masked-token accuracy, teachers vs student, RDT")
+    run([python, "student/evaluate.py", f"--output_dir={paths['evaluation']}",
+         f"--student=student={os.path.join(student_dir, 'export')}"]
+        + [f"--shards={lang}={os.path.join(scored['dev'], lang)}" for lang in languages],
+        os.path.join(paths["logs"], "evaluate.log"))
+
+    banner(f"done in {time.monotonic() - start:.0f} s; artifacts")
+    for label, path in (
+            ("corpora (transfer / held-out)", paths["corpora"]),
+            ("teachers (HF / Google-BERT folders)", paths["teachers"]),
+            ("student vocabulary + maps + report", paths["vocab"]),
+            ("scored shards + manifests (transfer)", scored["train"]),
+            ("scored shards + manifests (held-out)", scored["dev"]),
+            ("student run (checkpoints, TensorBoard)", student_dir),
+            ("student export (checkpoint, SavedModel, vocab)",
+             os.path.join(student_dir, "export")),
+            ("evaluation (table, JSON, bar chart)", paths["evaluation"]),
+            ("logs of every stage", paths["logs"])):
+        print(f"  {label:48s} {path}")
+    print()
+    print(open(os.path.join(paths["evaluation"], "evaluation.md"), encoding="utf-8").read())
+
+
+if __name__ == "__main__":
+    main()
