@@ -95,8 +95,10 @@ def split_corpus(language: str, corpora_dir: str) -> tuple[str, str]:
 
 
 def write_scoring_config(path: str, vocab_dir: str, output_dir: str, corpora: dict[str, str],
-                         teachers: dict[str, str], copies_mode: str, seq_length: int,
-                         max_predictions: int, seed: int) -> None:
+                         teachers: dict[str, tuple[str, list[str]]], copies_mode: str,
+                         seq_length: int, max_predictions: int, seed: int,
+                         num_shards: int = 2) -> None:
+    """Writes a scoring-job YAML (configs/scoring/ format); teachers: name -> (path, languages)."""
     lines = [
         "# Written by run_demo.py.",
         f"student_vocab: {vocab_dir}",
@@ -113,11 +115,11 @@ def write_scoring_config(path: str, vocab_dir: str, output_dir: str, corpora: di
         "inference_batch_size: 64",
         "languages:",
     ]
-    lines += [f"  {lang}: {{corpus: [{corpus}], num_shards: 2}}" for lang, corpus in
-              corpora.items()]
+    lines += [f"  {lang}: {{corpus: [{corpus}], num_shards: {num_shards}}}"
+              for lang, corpus in corpora.items()]
     lines.append("teachers:")
-    lines += [f"  teacher_{lang}: {{format: auto, path: {teacher_dir}, languages: [{lang}]}}"
-              for lang, teacher_dir in teachers.items()]
+    lines += [f"  {name}: {{format: auto, path: {teacher_dir}, languages: [{', '.join(langs)}]}}"
+              for name, (teacher_dir, langs) in teachers.items()]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -193,7 +195,8 @@ def main() -> None:
             print(f"  {split}: already there ({scored[split]})")
             continue
         config_path = os.path.join(paths["configs"], f"scoring_{split}.yaml")
-        write_scoring_config(config_path, paths["vocab"], scored[split], corpora, teachers,
+        write_scoring_config(config_path, paths["vocab"], scored[split], corpora,
+                             {f"teacher_{lang}": (teachers[lang], [lang]) for lang in languages},
                              mode, seq_length, max_predictions,
                              seed if split == "train" else seed + 1)
         run([python, "-m", "beam_jobs.score_corpora", f"--config={config_path}", "--overwrite",

@@ -89,6 +89,49 @@ class ExportedStudent:
         return tf.nn.log_softmax(outputs["mlm_logits"], axis=-1)
 
 
+class CheckpointStudent:
+    """A student at an intermediate training checkpoint: MODEL_DIR@STEP (e.g. 20% of the steps).
+
+    Built from MODEL_DIR/params.yaml (the run's effective config) and restored from
+    MODEL_DIR/ckpt-STEP (the trainer's checkpoint: `model` is the BertPretrainerV2); the vocab
+    hash is the one the run recorded in MODEL_DIR/run_info.json.
+    """
+
+    def __init__(self, name: str, spec: str):
+        from student import config as config_lib  # pylint: disable=import-outside-toplevel
+        from student import model as model_lib  # pylint: disable=import-outside-toplevel
+
+        model_dir, _, step = spec.rpartition("@")
+        self.name = name
+        self.export_dir = spec
+        prefix = os.path.join(model_dir, f"ckpt-{step}")
+        paths = [os.path.join(model_dir, "params.yaml"), os.path.join(model_dir, "run_info.json"),
+                 prefix + ".index"]
+        for path in paths:
+            if not tf.io.gfile.exists(path):
+                raise EvaluationError(f"student {name!r}: {path} is missing (expected a "
+                                      f"student/train.py model_dir with checkpoint {step})")
+        config = config_lib.load_config(paths[0])
+        with tf.io.gfile.GFile(paths[1]) as f:
+            self.vocab_sha256 = json.load(f)["vocab_sha256"]
+        self._model = model_lib.build_pretrainer(config.model)
+        tf.train.Checkpoint(model=self._model).read(prefix).expect_partial()
+
+    def log_probs(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        """float32 [B, P, V], as ExportedStudent.log_probs."""
+        inputs = {name: batch[name] for name in (
+            record_schema.INPUT_WORD_IDS, record_schema.INPUT_MASK,
+            record_schema.INPUT_TYPE_IDS, record_schema.MASKED_LM_POSITIONS)}
+        return tf.nn.log_softmax(self._model(inputs, training=False)["mlm_logits"], axis=-1)
+
+
+def load_student(name: str, path: str):
+    """An export folder, or MODEL_DIR@STEP for an intermediate checkpoint of a run."""
+    if "@" in os.path.basename(path):
+        return CheckpointStudent(name, path)
+    return ExportedStudent(name, path)
+
+
 def _dataset(manifest: manifest_lib.Manifest, shard_dir: str, language: str,
              batch_size: int) -> tf.data.Dataset:
     files = manifest_lib.shard_paths(manifest, shard_dir, language)
@@ -105,7 +148,8 @@ def evaluate(shards: dict[str, str], students: dict[str, str],
     Args:
       shards: language -> folder of held-out scored shards (with manifest.json; id space
         "student", with teacher outputs).
-      students: student name -> export folder (model_dir/export of student/train.py).
+      students: student name -> export folder (model_dir/export of student/train.py), or
+        MODEL_DIR@STEP for the run's checkpoint at STEP.
 
     Returns:
       A JSON-able dict: per language and teacher the token count and each model's accuracy and
@@ -118,7 +162,7 @@ def evaluate(shards: dict[str, str], students: dict[str, str],
         raise EvaluationError("no --shards given")
     if not students:
         raise EvaluationError("no --student given")
-    loaded = {name: ExportedStudent(name, path) for name, path in students.items()}
+    loaded = {name: load_student(name, path) for name, path in students.items()}
     tallies: dict[tuple[str, str], Tally] = {}
     for language, shard_dir in shards.items():
         manifest = manifest_lib.read_manifest(shard_dir)
@@ -275,7 +319,8 @@ def parse_pairs(values: list[str], flag: str) -> dict[str, str]:
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("shards", [], "LANGUAGE=FOLDER of held-out scored shards "
                           "(copies_mode all); repeat per language.")
-flags.DEFINE_multi_string("student", [], "NAME=EXPORT_FOLDER of a trained student; repeatable.")
+flags.DEFINE_multi_string("student", [], "NAME=EXPORT_FOLDER of a trained student, or "
+                          "NAME=MODEL_DIR@STEP for its checkpoint at STEP; repeatable.")
 flags.DEFINE_string("output_dir", None, "Where evaluation.json/.md/.png go.")
 flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
 

@@ -152,3 +152,25 @@ def test_refuses_a_missing_export_and_bad_flags(tmp_path):
         evaluate_lib.parse_pairs(["en"], "shards")
     with pytest.raises(evaluate_lib.EvaluationError, match="given twice"):
         evaluate_lib.parse_pairs(["en=a", "en=b"], "shards")
+
+
+def test_a_checkpoint_of_a_run_evaluates_like_the_export_of_the_same_weights(tmp_path):
+    vocab_dir = shard_fixtures.write_vocab(str(tmp_path / "vocab"), VOCAB_SIZE)
+    pretrainer, export_dir = _export_student(tmp_path, vocab_dir)
+    config = config_lib.load_config(str(REPO_ROOT / "configs/student/tiny.yaml"))
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    config_lib.save_yaml(config, str(model_dir / "params.yaml"))
+    (model_dir / "run_info.json").write_text(json.dumps(
+        {"vocab_sha256": shard_fixtures.vocab_sha256(vocab_dir)}))
+    tf.train.Checkpoint(model=pretrainer).write(str(model_dir / "ckpt-3"))
+    dev = str(tmp_path / "dev" / "en")
+    _write_scored_dev(dev, vocab_dir, n=6)
+
+    result = evaluate_lib.evaluate({"en": dev}, {"export": export_dir,
+                                                 "step3": f"{model_dir}@3"})
+    for row in result["rows"]:
+        assert row["students"]["step3"] == pytest.approx(row["students"]["export"], rel=1e-6,
+                                                        nan_ok=True)
+    with pytest.raises(evaluate_lib.EvaluationError, match="ckpt-9.index is missing"):
+        evaluate_lib.load_student("x", f"{model_dir}@9")
