@@ -1,4 +1,4 @@
-r"""Creates the workspace configs/scoring/demo.yaml expects: two small teachers and the student vocab.
+r"""Creates the workspace configs/scoring/demo.yaml expects: two small teachers, a student vocab.
 
     python -m beam_jobs.make_demo_workspace --workspace workspace
     python -m beam_jobs.score_corpora --config configs/scoring/demo.yaml

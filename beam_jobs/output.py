@@ -96,7 +96,8 @@ def move_into_place(tmp_dir: str, output_dir: str, languages: Iterable[str],
         src = os.path.join(tmp_dir, language)
         dst = os.path.join(output_dir, language)
         if not tf.io.gfile.exists(os.path.join(src, MANIFEST_FILENAME)):
-            raise OutputError(f"{src}: no {MANIFEST_FILENAME}; the run did not finish this language")
+            raise OutputError(f"{src}: no {MANIFEST_FILENAME}; the run did not finish "
+                              f"this language")
         tf.io.gfile.makedirs(dst)
         old = _job_files(dst, _language_patterns(language))
         if MANIFEST_FILENAME in old:

@@ -163,7 +163,8 @@ def prepare_job(config: JobConfig, overwrite: bool = False) -> PreparedJob:
         specs[name], entries[name] = _check_teacher(name, config, student_vocab)
     return PreparedJob(config=config, student_vocab_sha256=student_vocab.sha256,
                        student_vocab_size=student_vocab.size,
-                       maps={name: np.asarray(student_vocab.maps[name]) for name in config.teachers},
+                       maps={name: np.asarray(student_vocab.maps[name])
+                             for name in config.teachers},
                        teachers=specs, teacher_entries=entries)
 
 

@@ -55,7 +55,9 @@ class _AttachScoresFn(beam.DoFn):
 def _failed_batch_letters(element, teacher: str):
     """RunInference's own DLQ entries: (batch, exception) → one dead letter per copy."""
     batch, error = element
-    reason = f"RunInference failed on a batch: {dl.error_reason(error) if isinstance(error, BaseException) else error}"
+    if isinstance(error, BaseException):
+        error = dl.error_reason(error)
+    reason = f"RunInference failed on a batch: {error}"
     counters = metrics.Counters()
     for example in batch:
         counters.inc(example.language, teacher, f"{metrics.DEAD_LETTER}/{dl.SCORE}")

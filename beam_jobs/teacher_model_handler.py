@@ -70,7 +70,8 @@ class TeacherModelHandler(ModelHandler[record_schema.ScoredExample, PredictionRe
       jit_compile: XLA-compile the scoring function.
     """
 
-    def __init__(self, name: str, path: str, format: str, languages: Sequence[str],  # pylint: disable=redefined-builtin
+    def __init__(self, name: str, path: str, format: str,  # pylint: disable=redefined-builtin
+                 languages: Sequence[str],
                  seq_length: int, max_predictions_per_seq: int, top_k: int, batch_size: int,
                  jit_compile: bool = False):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)

@@ -60,7 +60,8 @@ def _lookup(mapping: np.ndarray, ids: np.ndarray, teacher: str, field: str,
     if np.any(bad):
         raise MappingError(
             f"example {example_id!r} teacher {teacher!r}: {field} holds id "
-            f"{int(ids[bad].reshape(-1)[0])} outside the teacher vocabulary [0, {mapping.shape[0]})")
+            f"{int(ids[bad].reshape(-1)[0])} outside the teacher vocabulary "
+            f"[0, {mapping.shape[0]})")
     return mapping[ids]
 
 

@@ -21,7 +21,8 @@ def _record(lang, eid, teacher, loss, masked=3):
 
 
 def test_best_of_lowest_loss_then_teacher_name():
-    a, b, c = _record("en", "x", "b", 1.0), _record("en", "x", "a", 1.0), _record("en", "x", "c", .5)
+    a, b = _record("en", "x", "b", 1.0), _record("en", "x", "a", 1.0)
+    c = _record("en", "x", "c", .5)
     assert best_of([a, b, c])[0] is c
     assert best_of([a, b])[0] is b
     assert best_of([b, a])[0] is b

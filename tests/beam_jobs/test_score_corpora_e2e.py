@@ -1,4 +1,4 @@
-"""The scoring job end to end on DirectRunner, with real tiny teachers (tests/beam_jobs/conftest.py):
+"""The scoring job end to end on DirectRunner, with real tiny teachers (tests/beam_jobs/conftest):
 two teachers for English (HF folder, Google-BERT checkpoint), one for German (tf-models
 checkpoint)."""
 
@@ -94,7 +94,8 @@ def test_shards_parse_and_manifest_counts_equal_records_on_disk(workspace, best_
         assert manifest.id_space == "student"
         assert manifest.vocab_sha256 == vocab.sha256 and manifest.vocab_size == vocab.size
         assert manifest.copies_mode == ("best" if language == "en" else "single")
-        assert (manifest.seq_length, manifest.max_predictions_per_seq, manifest.top_k) == (64, 10, 8)
+        assert (manifest.seq_length, manifest.max_predictions_per_seq,
+                manifest.top_k) == (64, 10, 8)
         assert manifest.compression == "GZIP" and manifest.seed == 1234
         assert sorted(manifest.teachers) == teachers
         entry = manifest.languages[language]
@@ -147,7 +148,8 @@ def test_ids_map_back_to_the_teachers_tokens_and_scores(workspace, best_run):
                 assert [vocab.tokens[s] for s in record.input_word_ids[real]] == \
                     [teacher_vocab[t] for t in original.input_word_ids[real]]
                 n = record.num_predictions
-                np.testing.assert_array_equal(record.masked_lm_positions, original.masked_lm_positions)
+                np.testing.assert_array_equal(record.masked_lm_positions,
+                                              original.masked_lm_positions)
                 np.testing.assert_array_equal(inverse[record.masked_lm_ids[:n]],
                                               original.masked_lm_ids[:n])
                 topk = scores["topk_ids"].numpy()[i, :n]

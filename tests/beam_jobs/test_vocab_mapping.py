@@ -1,4 +1,4 @@
-"""map_to_student: input, gold and top-k ids through a teacher → student map, every change counted."""
+"""map_to_student: input, gold and top-k ids through a teacher → student map; changes counted."""
 
 import collections
 
