@@ -129,8 +129,8 @@ def main() -> None:
     parser.add_argument("--workspace", default=os.path.join(REPO, "workspace", "demo"))
     parser.add_argument("--languages", default="en,de,es",
                         help=f"comma-separated, from {sorted(TEACHER_SETTINGS)}")
-    parser.add_argument("--teacher_steps", type=int, default=1200)
-    parser.add_argument("--student_steps", type=int, default=1500)
+    parser.add_argument("--teacher_steps", type=int, default=1000)
+    parser.add_argument("--student_steps", type=int, default=1200)
     parser.add_argument("--teacher_vocab_size", type=int, default=5000)
     parser.add_argument("--restart", action="store_true", help="delete the workspace first")
     args = parser.parse_args()
