@@ -8,7 +8,7 @@ MLM (paper Eq. 1 / A.1): weighted mean over masked slots of -log p_s(gold)
 KD (paper Eq. 2 / A.1) from offline top-k: the teacher distribution of slot (b, p) is the softmax
 of its k stored logits divided by T, renormalised over the *valid* entries only (entry j is valid
 iff w_bp > 0 and teacher_topk_ids[b, p, j] >= 0). The student's log-probabilities are the
-full-vocabulary log_softmax(z / T) gathered at the teacher ids, so the term is exactly the
+full-vocabulary log_softmax(z / T) taken at the teacher ids, so the term is exactly the
 cross-entropy of Eq. 2 whenever the teacher's mass lies in its top-k:
     q_bpj = softmax_{j valid}(t_bpj / T)
     L_KD  = [T^2 if scaled] * sum_{b,p} w_bp * -sum_j q_bpj log softmax(z_bp / T)[id_bpj]
@@ -18,6 +18,10 @@ no scaling reproduce the paper; T^2 scaling (Hinton et al. 2015) keeps the gradi
 the KD term independent of T.
 
 Total: L = lambda * L_KD + (1 - lambda) * L_MLM (see lambda_schedule.py for lambda).
+
+Cost: the log-probabilities at the gold id and the k teacher ids come from one softmax over the
+vocabulary with a custom gradient (`sparse_multi_target_nll`), so KD + MLM costs about what MLM
+alone costs.
 
 Every loss is written as numerator / denominator. The denominators depend only on the batch, so
 under a distribution strategy the trainer all-reduces them first and each replica divides its own
@@ -54,6 +58,48 @@ class LossValues(NamedTuple):
     total: tf.Tensor
     kd: tf.Tensor
     mlm: tf.Tensor
+
+
+def sparse_multi_target_nll(logits: tf.Tensor, target_ids: tf.Tensor) -> tf.Tensor:
+    """-log softmax(logits)[id] for several ids a row, from one softmax over the vocabulary.
+
+    Args:
+      logits: float [..., V].
+      target_ids: int32 [..., M], each in [0, V) (callers clip invalid ids and mask them).
+
+    Returns:
+      nll [..., M] with nll[..., j] = logsumexp(logits) - logits[target_ids[..., j]].
+
+    Forward: one softmax over the vocabulary; logsumexp(z) = max(z) - log(max(softmax(z)))
+    (exact, and max softmax >= 1/V never underflows). Gradient, from the kept softmax:
+        d/dz sum_j g_j nll_j = softmax(z) * sum_j g_j - sum_j g_j onehot(id_j)
+    (one scale and one sparse scatter). MLM alone (M = 1) and KD + MLM (M = 1 + k) thus cost
+    about the same; on CPU this is also several times faster than TF's fused
+    SparseSoftmaxCrossEntropyWithLogits kernel (see bench/bench_student.py).
+    """
+    logits = _float(logits)
+    vocab_size = tf.shape(logits)[-1]
+    num_targets = tf.shape(target_ids)[-1]
+    flat_logits = tf.reshape(logits, [-1, vocab_size])
+    flat_ids = tf.reshape(tf.cast(target_ids, tf.int32), [-1, num_targets])
+
+    @tf.custom_gradient
+    def nll_fn(z):
+        probs = tf.nn.softmax(z, axis=-1)                                  # [N, V]
+        log_normalizer = (tf.reduce_max(z, axis=-1)
+                          - tf.math.log(tf.reduce_max(probs, axis=-1)))    # [N]
+        nll = log_normalizer[:, None] - tf.gather(z, flat_ids, batch_dims=1)
+
+        def grad(upstream):                                                # [N, M]
+            rows = tf.broadcast_to(tf.range(tf.shape(z)[0])[:, None], tf.shape(flat_ids))
+            indices = tf.stack([tf.reshape(rows, [-1]), tf.reshape(flat_ids, [-1])], axis=-1)
+            scaled = probs * tf.reduce_sum(upstream, axis=-1, keepdims=True)
+            return tf.tensor_scatter_nd_sub(scaled, indices, tf.reshape(upstream, [-1]))
+
+        return nll, grad
+
+    nll = nll_fn(flat_logits)
+    return tf.reshape(nll, tf.shape(target_ids))
 
 
 def valid_teacher_entries(teacher_topk_ids: tf.Tensor, masked_lm_weights: tf.Tensor) -> tf.Tensor:
@@ -93,23 +139,13 @@ def mlm_loss_sum(logits: tf.Tensor, masked_lm_ids: tf.Tensor,
     logits = _float(logits)
     vocab_size = tf.shape(logits)[-1]
     ids = tf.clip_by_value(tf.cast(masked_lm_ids, tf.int32), 0, vocab_size - 1)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits)
-    return tf.reduce_sum(ce * tf.cast(masked_lm_weights, logits.dtype))
-
-
-def mlm_loss_sum_from_log_probs(log_probs: tf.Tensor, masked_lm_ids: tf.Tensor,
-                                masked_lm_weights: tf.Tensor) -> tf.Tensor:
-    """mlm_loss_sum given log_softmax(logits) [B, P, V] (shared with the KD term at T = 1)."""
-    vocab_size = tf.shape(log_probs)[-1]
-    ids = tf.clip_by_value(tf.cast(masked_lm_ids, tf.int32), 0, vocab_size - 1)
-    gold = tf.gather(log_probs, ids[..., None], batch_dims=2)[..., 0]  # [B, P]
-    return -tf.reduce_sum(gold * tf.cast(masked_lm_weights, log_probs.dtype))
+    nll = sparse_multi_target_nll(logits, ids[..., None])[..., 0]
+    return tf.reduce_sum(nll * tf.cast(masked_lm_weights, logits.dtype))
 
 
 def kd_loss_sum(logits: tf.Tensor, teacher_topk_ids: tf.Tensor, teacher_topk_logits: tf.Tensor,
                 masked_lm_weights: tf.Tensor, temperature: float = 1.0,
-                scale_by_temperature_squared: bool = False,
-                student_log_probs: tf.Tensor | None = None) -> tf.Tensor:
+                scale_by_temperature_squared: bool = False) -> tf.Tensor:
     """sum_{b,p} w_bp * CE(teacher top-k distribution, student distribution) (scaled by T^2).
 
     Args:
@@ -119,24 +155,36 @@ def kd_loss_sum(logits: tf.Tensor, teacher_topk_ids: tf.Tensor, teacher_topk_log
       masked_lm_weights: float32 [B, P], 0 for padding slots.
       temperature: T > 0; both teacher and student logits are divided by T.
       scale_by_temperature_squared: multiply by T^2.
-      student_log_probs: log_softmax(logits / T) [B, P, V] if already computed.
 
     Returns:
       float32 scalar. The teacher side gets no gradient.
     """
     logits = _float(logits)
-    dtype = logits.dtype
-    weights = tf.cast(masked_lm_weights, dtype)
     vocab_size = tf.shape(logits)[-1]
-    valid = valid_teacher_entries(teacher_topk_ids, weights)
+    ids = tf.clip_by_value(tf.cast(teacher_topk_ids, tf.int32), 0, vocab_size - 1)
+    nll = sparse_multi_target_nll(logits / temperature, ids)   # [B, P, k]
+    return _kd_sum_from_nll(nll, teacher_topk_ids, teacher_topk_logits, masked_lm_weights,
+                            temperature, scale_by_temperature_squared)
+
+
+def teacher_distribution(teacher_topk_ids: tf.Tensor, teacher_topk_logits: tf.Tensor,
+                         masked_lm_weights: tf.Tensor, temperature: float = 1.0,
+                         dtype=tf.float32) -> tf.Tensor:
+    """[B, P, k]: softmax of the valid stored logits / T (0 on invalid entries and padding)."""
+    valid = valid_teacher_entries(teacher_topk_ids, masked_lm_weights)
     teacher = tf.stop_gradient(tf.cast(teacher_topk_logits, dtype)) / temperature
     teacher = tf.where(valid, teacher, tf.constant(_MASKED_LOGIT, dtype))
-    probs = tf.nn.softmax(teacher, axis=-1) * tf.cast(valid, dtype)
-    if student_log_probs is None:
-        student_log_probs = tf.nn.log_softmax(logits / temperature, axis=-1)
-    ids = tf.clip_by_value(tf.cast(teacher_topk_ids, tf.int32), 0, vocab_size - 1)
-    gathered = tf.gather(student_log_probs, ids, batch_dims=2)  # [B, P, k]
-    per_slot = -tf.reduce_sum(probs * gathered, axis=-1)        # [B, P]
+    return tf.nn.softmax(teacher, axis=-1) * tf.cast(valid, dtype)
+
+
+def _kd_sum_from_nll(nll, teacher_topk_ids, teacher_topk_logits, masked_lm_weights,
+                     temperature, scale_by_temperature_squared):
+    """sum_{b,p} w_bp sum_j q_bpj nll_bpj, given the student's nll [B, P, k] at the teacher ids."""
+    dtype = nll.dtype
+    weights = tf.cast(masked_lm_weights, dtype)
+    probs = teacher_distribution(teacher_topk_ids, teacher_topk_logits, weights, temperature,
+                                 dtype)
+    per_slot = tf.reduce_sum(probs * nll, axis=-1)                 # [B, P]
     slot_weights = tf.cast(kd_slot_weights(teacher_topk_ids, weights), dtype)
     total = tf.reduce_sum(per_slot * slot_weights)
     if scale_by_temperature_squared:
@@ -174,21 +222,27 @@ def student_loss(logits: tf.Tensor, features: dict[str, tf.Tensor], lam: tf.Tens
         global_denominators = denominators(features, use_teacher)
     logits = _float(logits)
     dtype = logits.dtype
-    log_probs = None
+    weights = features["masked_lm_weights"]
     if use_teacher and temperature == 1.0:
-        # One log_softmax over the vocabulary serves both terms.
-        log_probs = tf.nn.log_softmax(logits, axis=-1)
-        mlm_sum = mlm_loss_sum_from_log_probs(log_probs, features["masked_lm_ids"],
-                                              features["masked_lm_weights"])
+        # One pass over the vocabulary for the gold id and the k teacher ids together.
+        vocab_size = tf.shape(logits)[-1]
+        gold = tf.clip_by_value(tf.cast(features["masked_lm_ids"], tf.int32), 0, vocab_size - 1)
+        teacher_ids = tf.clip_by_value(tf.cast(features["teacher_topk_ids"], tf.int32), 0,
+                                       vocab_size - 1)
+        nll = sparse_multi_target_nll(logits, tf.concat([gold[..., None], teacher_ids], -1))
+        mlm_sum = tf.reduce_sum(nll[..., 0] * tf.cast(weights, dtype))
+        kd_sum = _kd_sum_from_nll(nll[..., 1:], features["teacher_topk_ids"],
+                                  features["teacher_topk_logits"], weights, temperature,
+                                  scale_by_temperature_squared)
     else:
-        mlm_sum = mlm_loss_sum(logits, features["masked_lm_ids"], features["masked_lm_weights"])
+        mlm_sum = mlm_loss_sum(logits, features["masked_lm_ids"], weights)
+        if use_teacher:
+            kd_sum = kd_loss_sum(logits, features["teacher_topk_ids"],
+                                 features["teacher_topk_logits"], weights, temperature,
+                                 scale_by_temperature_squared)
     mlm = tf.math.divide_no_nan(mlm_sum, tf.cast(global_denominators.mlm, dtype))
     if use_teacher:
-        kd = tf.math.divide_no_nan(
-            kd_loss_sum(logits, features["teacher_topk_ids"], features["teacher_topk_logits"],
-                        features["masked_lm_weights"], temperature,
-                        scale_by_temperature_squared, student_log_probs=log_probs),
-            tf.cast(global_denominators.kd, dtype))
+        kd = tf.math.divide_no_nan(kd_sum, tf.cast(global_denominators.kd, dtype))
     else:
         kd = tf.zeros([], dtype)
     return LossValues(total=combine(kd, mlm, lam), kd=kd, mlm=mlm)

@@ -119,12 +119,29 @@ def test_all_invalid_batch_gives_zero_kd_not_nan():
     assert np.isfinite(float(values.total))
 
 
-def test_mlm_from_shared_log_probs_equals_fused_cross_entropy():
-    logits, gold, weights, _, _ = _batch(seed=9)
-    logits = tf.constant(logits, tf.float64)
-    np.testing.assert_allclose(
-        losses.mlm_loss_sum_from_log_probs(tf.nn.log_softmax(logits), gold, weights),
-        losses.mlm_loss_sum(logits, gold, weights), rtol=1e-12)
+def test_sparse_multi_target_nll_values_and_gradient():
+    rng = np.random.default_rng(9)
+    logits = tf.constant(rng.normal(size=[2, 3, 11]) * 2, tf.float64)
+    ids = tf.constant(rng.integers(0, 11, size=[2, 3, 4]), tf.int32)
+    ids = tf.tensor_scatter_nd_update(ids, [[0, 0, 2]], [int(ids[0, 0, 0])])  # a repeated id
+    expected = -np.take_along_axis(_log_softmax(logits.numpy()), ids.numpy(), -1)
+    np.testing.assert_allclose(losses.sparse_multi_target_nll(logits, ids), expected,
+                               rtol=1e-12)
+    upstream = tf.constant(rng.normal(size=[2, 3, 4]), tf.float64)
+
+    def weighted(x):
+        return tf.reduce_sum(losses.sparse_multi_target_nll(x, ids) * upstream)
+
+    def reference(x):
+        return tf.reduce_sum(-tf.gather(tf.nn.log_softmax(x), ids, batch_dims=2) * upstream)
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(logits)
+        fused, dense = weighted(logits), reference(logits)
+    np.testing.assert_allclose(tape.gradient(fused, logits), tape.gradient(dense, logits),
+                               rtol=1e-10, atol=1e-12)
+    theoretical, numerical = tf.test.compute_gradient(weighted, [logits])
+    np.testing.assert_allclose(theoretical[0], numerical[0], atol=1e-7)
 
 
 def test_lambda_zero_gives_exactly_the_mlm_loss():
@@ -148,12 +165,14 @@ def test_total_mixes_with_lambda():
                                0.3 * float(values.kd) + 0.7 * float(values.mlm), rtol=1e-12)
 
 
-def test_gradients_match_finite_differences():
+@pytest.mark.parametrize("temperature", [1.0, 1.5])
+def test_gradients_match_finite_differences(temperature):
     logits, gold, weights, ids, teacher_logits = _batch(seed=7, b=2, p=3, k=4, v=9, invalid=True)
+    ids[0, 1, 0] = gold[0, 1]  # the gold id among the teacher's
     features = _features(gold, weights, ids, teacher_logits)
 
     def total(x):
-        return losses.student_loss(x, features, 0.6, True, temperature=1.5,
+        return losses.student_loss(x, features, 0.6, True, temperature=temperature,
                                    scale_by_temperature_squared=True).total
 
     theoretical, numerical = tf.test.compute_gradient(total, [tf.constant(logits, tf.float64)])
