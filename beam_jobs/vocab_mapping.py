@@ -149,18 +149,6 @@ def map_to_student(example: record_schema.ScoredExample, mapping: np.ndarray,
     )
 
 
-def serialize_deterministic(example: record_schema.ScoredExample,
-                            spec: record_schema.ShardSpec) -> bytes:
-    """`record_schema.serialize` with protobuf's deterministic serialization.
-
-    A tf.train.Example's features are a protobuf map, and protobuf does not promise a stable
-    map order: without `deterministic=True` the same example serializes to different bytes in
-    different processes (observed between two DirectRunner runs), which would break
-    byte-identical shards.
-    """
-    return record_schema.to_tf_example(example, spec).SerializeToString(deterministic=True)
-
-
 class _MapFn(beam.DoFn):
     """ScoredExample (teacher space) → ScoredRecord (student space, serialized)."""
 
@@ -181,7 +169,7 @@ class _MapFn(beam.DoFn):
                     language=mapped.language, example_id=mapped.example_id,
                     teacher=mapped.teacher, teacher_loss=float(mapped.teacher_loss),
                     masked_tokens=mapped.num_predictions,
-                    serialized=serialize_deterministic(mapped, self._spec))
+                    serialized=record_schema.serialize(mapped, self._spec))
         except Exception as error:  # pylint: disable=broad-except
             self._counters.inc(example.language, example.teacher,
                                f"{metrics.DEAD_LETTER}/{dl.MAP_TO_STUDENT}")

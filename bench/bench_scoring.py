@@ -174,7 +174,6 @@ def time_bare(score_fn, batches):
 def reencode_float16(output_dir, languages):
     """Bytes of the job's records re-encoded with float16 logits (same order, same writer)."""
     import tensorflow as tf
-    from beam_jobs.vocab_mapping import serialize_deterministic
     from beam_jobs.write_shards import write_records
     from teacher_scoring import manifest as manifest_lib
     from teacher_scoring import record_schema
@@ -189,7 +188,7 @@ def reencode_float16(output_dir, languages):
             records = [record_schema.deserialize(raw.numpy(), manifest.shard_spec)
                        for raw in tf.data.TFRecordDataset(path, compression_type="GZIP")]
             target = path + ".f16"
-            write_records(target, (serialize_deterministic(r, spec16) for r in records), "GZIP")
+            write_records(target, (record_schema.serialize(r, spec16) for r in records), "GZIP")
             total += os.path.getsize(target)
             os.remove(target)
     return total

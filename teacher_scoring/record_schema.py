@@ -192,8 +192,13 @@ def to_tf_example(example: ScoredExample, spec: ShardSpec) -> tf.train.Example:
 
 
 def serialize(example: ScoredExample, spec: ShardSpec) -> bytes:
-    """The serialized tf.train.Example bytes of `example`."""
-    return to_tf_example(example, spec).SerializeToString()
+    """The serialized tf.train.Example bytes of `example`.
+
+    Deterministic: the feature map is written in a fixed order, so the same example gives the
+    same bytes in every process (protobuf's default map order is not stable across processes),
+    which is what byte-identical shards need.
+    """
+    return to_tf_example(example, spec).SerializeToString(deterministic=True)
 
 
 def feature_spec(spec: ShardSpec) -> dict[str, tf.io.FixedLenFeature]:
