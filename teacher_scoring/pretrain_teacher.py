@@ -55,8 +55,8 @@ class PretrainResult:
     vocab_size: int
     examples: int
     steps: int
-    first_loss: float
-    last_loss: float
+    first_loss: float  # MLM loss of the first step
+    last_loss: float   # mean MLM loss of the last 10 steps
     reload_max_abs_diff: float
 
 
@@ -175,7 +175,7 @@ def pretrain_teacher(*, name: str, language: str, corpus: list[str], work_dir: s
         model_dir=model_dir, vocab_size=len(tokens),
         examples=manifest.languages[language].examples, steps=steps,
         first_loss=float(losses[0]) if len(losses) else float("nan"),
-        last_loss=float(losses[-1]) if len(losses) else float("nan"),
+        last_loss=float(np.mean(losses[-10:])) if len(losses) else float("nan"),
         reload_max_abs_diff=difference)
     logging.info("teacher %s ready: %s", name, result)
     return result
