@@ -283,7 +283,9 @@ def plot(result: dict, path: str) -> None:
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylabel("held-out masked-token accuracy (%)")
     ax.set_title("Teachers vs students on the same masked positions")
-    ax.legend()
+    ax.set_ylim(0, 1.12 * 100 * max(max(values) for _, values in series))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=min(len(series), 5),
+              fontsize=8, frameon=False)
     fig.tight_layout()
     with tf.io.gfile.GFile(path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
