@@ -1,0 +1,51 @@
+"""README command (1): run_demo.py runs the whole pipeline end to end (tiny steps here)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage_and_resumes(tmp_path):
+    workspace = tmp_path / "demo"
+    command = [sys.executable, str(REPO_ROOT / "run_demo.py"), f"--workspace={workspace}",
+               "--languages=en,de", "--teacher_steps=30", "--student_steps=20",
+               "--teacher_vocab_size=800"]
+    first = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for stage in ("1/6 corpora", "2/6 teachers", "3/6 vocab", "4/6 scoring", "5/6 student",
+                  "6/6 evaluate"):
+        assert stage in first.stdout
+
+    # Every artifact the demo announces is there.
+    assert (workspace / "teachers" / "teacher_en" / "model.safetensors").exists()
+    assert (workspace / "teachers" / "teacher_de" / "bert_config.json").exists()
+    assert (workspace / "vocab" / "maps" / "teacher_de.npy").exists()
+    for split in ("train", "dev"):
+        for lang in ("en", "de"):
+            assert (workspace / "scored" / split / lang / "manifest.json").exists()
+    assert (workspace / "students" / "kd" / "export" / "saved_model").exists()
+    result = json.loads((workspace / "evaluation" / "evaluation.json").read_text())
+    assert {(row["language"], row["teacher"]) for row in result["rows"]} == {
+        ("en", "teacher_en"), ("de", "teacher_de")}
+    assert all(row["tokens"] > 100 for row in result["rows"])
+    assert (workspace / "evaluation" / "evaluation.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| en | teacher_en |" in first.stdout
+
+    # A second run skips every finished stage and evaluates again.
+    second = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert second.stdout.count("already there") >= 5
+    assert "pretrain_teacher" not in second.stdout
+
+
+def test_demo_refuses_bad_languages(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "run_demo.py"),
+                             f"--workspace={tmp_path}", "--languages=en,xx"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "--languages" in result.stderr
