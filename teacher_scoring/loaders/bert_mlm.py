@@ -143,6 +143,43 @@ class BertMLMConfig:
                               f"(supported: {sorted(ACTIVATIONS)})")
 
 
+def config_from_fields(data: Mapping, where: str, hidden_act_names: Mapping[str, str],
+                       type_vocab_size_default: int) -> BertMLMConfig:
+    """The BertMLMConfig of a BERT config dict (bert_config.json and config.json share names).
+
+    Args:
+      data: the parsed JSON.
+      where: the file, for error messages.
+      hidden_act_names: the file format's activation names -> canonical ones (Google's "gelu"
+        is the tanh approximation, Hugging Face's "gelu" the exact erf form).
+      type_vocab_size_default: the format's default when the field is absent.
+
+    Raises:
+      LoaderError: naming `where` and the field.
+    """
+    required = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                "intermediate_size")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise LoaderError(f"{where}: missing field(s) {missing}")
+    act = data.get("hidden_act", "gelu")
+    if act not in hidden_act_names:
+        raise LoaderError(f"{where}: hidden_act {act!r} is not supported "
+                          f"(supported: {sorted(hidden_act_names)})")
+    config = BertMLMConfig(
+        vocab_size=data["vocab_size"],
+        hidden_size=data["hidden_size"],
+        num_layers=data["num_hidden_layers"],
+        num_attention_heads=data["num_attention_heads"],
+        intermediate_size=data["intermediate_size"],
+        max_position_embeddings=data.get("max_position_embeddings", 512),
+        type_vocab_size=data.get("type_vocab_size", type_vocab_size_default),
+        hidden_act=hidden_act_names[act],
+        initializer_range=float(data.get("initializer_range", 0.02)))
+    config.validate(where)
+    return config
+
+
 def build_bert_mlm(config: BertMLMConfig) -> models.BertPretrainerV2:
     """Builds a BERT masked LM (random weights) with all its variables created.
 

@@ -51,30 +51,10 @@ def is_folder(path: str) -> bool:
 
 def parse_config(data: dict, where: str) -> bert_mlm.BertMLMConfig:
     """BertMLMConfig of a Google bert_config.json dict."""
-    required = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                "intermediate_size")
-    missing = [key for key in required if key not in data]
-    if missing:
-        raise LoaderError(f"{where}: missing field(s) {missing}")
-    if data.get("embedding_size") not in (None, data["hidden_size"]):
+    if data.get("embedding_size") not in (None, data.get("hidden_size")):
         raise LoaderError(f"{where}: embedding_size={data['embedding_size']} (a factorised "
                           "embedding, e.g. ALBERT) is not a BERT checkpoint")
-    act = data.get("hidden_act", "gelu")
-    if act not in HIDDEN_ACT:
-        raise LoaderError(f"{where}: hidden_act {act!r} is not supported "
-                          f"(supported: {sorted(HIDDEN_ACT)})")
-    config = bert_mlm.BertMLMConfig(
-        vocab_size=data["vocab_size"],
-        hidden_size=data["hidden_size"],
-        num_layers=data["num_hidden_layers"],
-        num_attention_heads=data["num_attention_heads"],
-        intermediate_size=data["intermediate_size"],
-        max_position_embeddings=data.get("max_position_embeddings", 512),
-        type_vocab_size=data.get("type_vocab_size", 16),
-        hidden_act=HIDDEN_ACT[act],
-        initializer_range=float(data.get("initializer_range", 0.02)))
-    config.validate(where)
-    return config
+    return bert_mlm.config_from_fields(data, where, HIDDEN_ACT, type_vocab_size_default=16)
 
 
 def config_to_dict(config: bert_mlm.BertMLMConfig) -> dict:

@@ -154,11 +154,6 @@ def parse_config(data: dict, where: str) -> bert_mlm.BertMLMConfig:
     model_type = data.get("model_type", "bert")
     if model_type != "bert":
         raise LoaderError(f"{where}: model_type {model_type!r} is not supported (only 'bert')")
-    required = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                "intermediate_size")
-    missing = [key for key in required if key not in data]
-    if missing:
-        raise LoaderError(f"{where}: missing field(s) {missing}")
     if data.get("position_embedding_type", "absolute") != "absolute":
         raise LoaderError(f"{where}: position_embedding_type "
                           f"{data['position_embedding_type']!r} is not supported (only 'absolute')")
@@ -171,22 +166,7 @@ def parse_config(data: dict, where: str) -> bert_mlm.BertMLMConfig:
     if data.get("tie_word_embeddings", True) is False:
         raise LoaderError(f"{where}: tie_word_embeddings=false is not supported (the MLM decoder "
                           "must be the word embedding table)")
-    act = data.get("hidden_act", "gelu")
-    if act not in HIDDEN_ACT:
-        raise LoaderError(f"{where}: hidden_act {act!r} is not supported "
-                          f"(supported: {sorted(HIDDEN_ACT)})")
-    config = bert_mlm.BertMLMConfig(
-        vocab_size=data["vocab_size"],
-        hidden_size=data["hidden_size"],
-        num_layers=data["num_hidden_layers"],
-        num_attention_heads=data["num_attention_heads"],
-        intermediate_size=data["intermediate_size"],
-        max_position_embeddings=data.get("max_position_embeddings", 512),
-        type_vocab_size=data.get("type_vocab_size", 2),
-        hidden_act=HIDDEN_ACT[act],
-        initializer_range=float(data.get("initializer_range", 0.02)))
-    config.validate(where)
-    return config
+    return bert_mlm.config_from_fields(data, where, HIDDEN_ACT, type_vocab_size_default=2)
 
 
 def config_to_dict(config: bert_mlm.BertMLMConfig) -> dict:
