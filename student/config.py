@@ -16,6 +16,7 @@ Sections:
   train    steps, steps per tf.function call, checkpoint/summary cadence, the tf-models
            `OptimizationConfig` (AdamW + linear warm-up + linear decay by default).
   runtime  distribution strategy (tpu / mirrored / one_device), XLA, determinism, seed.
+  tokenizer  which teacher's tokenizer each language uses in the export (student/tokenizer.py).
 """
 
 import copy
@@ -182,6 +183,24 @@ class RuntimeConfig(hyperparams.Config):
 
 
 @dataclasses.dataclass
+class TokenizerConfig(hyperparams.Config):
+    """The student's tokenizer, written into the export (student/tokenizer.py).
+
+    A language uses the teacher whose copies of it the student saw most (per-teacher `examples`
+    of its training manifest; ties: union order), unless overridden here.
+
+    Attributes:
+      teacher_for_language: `LANG=TEACHER` strings, e.g. `[es=beto]`; the teacher must be one
+        that tokenized that language's training shards (checked at startup).
+      fallback_teacher: the teacher of languages the student was not trained on ("" = none:
+        such a language is an error); must be a teacher of the training shards.
+    """
+
+    teacher_for_language: typing.List[str] = dataclasses.field(default_factory=list)
+    fallback_teacher: str = ""
+
+
+@dataclasses.dataclass
 class StudentConfig(hyperparams.Config):
     """Everything a student run needs besides the vocab and shard paths."""
 
@@ -190,6 +209,7 @@ class StudentConfig(hyperparams.Config):
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
 
     @property
     def encoder(self) -> encoders.BertEncoderConfig:
@@ -360,6 +380,19 @@ def finalize(config: StudentConfig) -> StudentConfig:
               f"must be one of {STRATEGIES}")
     if runtime.num_gpus < 0:
         _fail("runtime.num_gpus", runtime.num_gpus, "must be >= 0")
+    overrides = config.tokenizer.teacher_for_language
+    if not isinstance(overrides, (list, tuple)):
+        _fail("tokenizer.teacher_for_language", overrides, "must be a list of LANG=TEACHER")
+    languages = set()
+    for entry in overrides:
+        language, sep, teacher = entry.partition("=") if isinstance(entry, str) else ("", "", "")
+        if not sep or not language.strip() or not teacher.strip():
+            _fail("tokenizer.teacher_for_language", entry, "each entry must be LANG=TEACHER, "
+                  "e.g. es=beto")
+        if language.strip() in languages:
+            _fail("tokenizer.teacher_for_language", entry,
+                  f"language {language.strip()!r} is given twice")
+        languages.add(language.strip())
 
     opt = train.optimizer
     if opt.optimizer.type is None:
@@ -427,7 +460,7 @@ def save_yaml(config: StudentConfig, path: str) -> None:
 
 __all__ = [
     "ConfigError", "ModelConfig", "DataConfig", "LossConfig", "TrainConfig", "RuntimeConfig",
-    "StudentConfig", "load_config", "check_types", "finalize", "resolve_vocab_size",
+    "TokenizerConfig", "StudentConfig", "load_config", "check_types", "finalize", "resolve_vocab_size",
     "gradient_clip_norm",
     "optimizer_config_without_clipping", "to_yaml", "save_yaml",
 ]

@@ -6,8 +6,9 @@ r"""Trains a MergeDistill student (or a plain MLM model) on scored shards.
 
 Order of work: load and check the config -> read vocab.txt (size vs the config) -> read and check
 every manifest (vocab sha256, S, P, k, schema, id space, logits dtype, teacher outputs vs lambda)
--> [skip policy: scan shards] -> strategy -> model/optimizer/input -> resume from the latest
-checkpoint in model_dir -> train -> export to model_dir/export. Every check before the strategy
+-> [skip policy: scan shards] -> the export's tokenizer (tokenizer.* settings, student/tokenizer.py)
+-> strategy -> model/optimizer/input -> resume from the latest checkpoint in model_dir -> train
+-> export to model_dir/export (with the tokenizer). Every check before the strategy
 fails in seconds with a message naming the file, the field and the value.
 """
 
@@ -76,6 +77,12 @@ def run(argv=None) -> dict:
     distribution.check_runtime(config.runtime)
     shards = shard_sources.parse_shards_flag(FLAGS.shards)
     data = experiment.prepare_data(config, FLAGS.student_vocab, shards)
+    # The export's tokenizer is built now, so that a bad tokenizer.* setting fails in seconds.
+    tokenizer, no_tokenizer_reason = export_lib.prepare_tokenizer(
+        config, data.vocab.path,
+        {source.language: (source.manifest, source.manifest_path) for source in data.sources})
+    if tokenizer is not None:
+        logging.info("tokenizer of the export: %s", tokenizer)
     trainer = experiment.build_trainer(config, data, FLAGS.model_dir)
     skipped_info = [dict(path=s.path, error=s.error) for s in data.skipped]
     trainer.write_run_info({"skipped_shards": skipped_info, "vocab": data.vocab.path,
@@ -91,7 +98,7 @@ def run(argv=None) -> dict:
     if FLAGS.export and step >= config.train.steps:
         summary["export"] = export_lib.export(
             trainer.model, config, data.vocab.path, os.path.join(FLAGS.model_dir, "export"),
-            step)
+            step, tokenizer=tokenizer, no_tokenizer_reason=no_tokenizer_reason)
     logging.info("done: %s", json.dumps(summary, sort_keys=True))
     return summary
 
@@ -102,11 +109,12 @@ def main(argv):
     from student import config as config_lib  # pylint: disable=import-outside-toplevel
     from student import shard_sources  # pylint: disable=import-outside-toplevel
     from teacher_scoring import manifest  # pylint: disable=import-outside-toplevel
+    from student import tokenizer as tokenizer_lib  # pylint: disable=import-outside-toplevel
     from teacher_scoring import tokenization  # pylint: disable=import-outside-toplevel
     try:
         run()
     except (config_lib.ConfigError, manifest.ManifestError, shard_sources.ShardError,
-            tokenization.VocabError) as error:
+            tokenization.VocabError, tokenizer_lib.TokenizerError) as error:
         logging.error("%s: %s", type(error).__name__, error)
         sys.exit(f"error: {type(error).__name__}: {error}")
 
