@@ -23,6 +23,7 @@ folder without one is an interrupted run.
 
 from __future__ import annotations
 
+import array
 import collections
 import hashlib
 import os
@@ -34,6 +35,7 @@ from absl import app, flags, logging
 import numpy as np
 import tensorflow as tf
 
+from teacher_scoring import documents as documents_lib
 from teacher_scoring import manifest as manifest_lib
 from teacher_scoring import masking, record_schema, segmentation
 from teacher_scoring.masking import MaskingConfig
@@ -49,17 +51,22 @@ SHARD_SUFFIX = ".tfrecord"
 def create_examples(documents: Iterable[str | bytes], language: str,
                     tokenizers: Mapping[str, TeacherTokenizer], config: MaskingConfig,
                     counts: collections.Counter | None = None,
-                    batch_size: int = 256) -> Iterator[record_schema.ScoredExample]:
+                    batch_size: int = 256,
+                    shared_masks: bool | None = None) -> Iterator[record_schema.ScoredExample]:
     """Yields the masked examples of `documents`, one per (segment, teacher).
 
     Args:
-      documents: raw documents (corpus lines), bytes or str.
+      documents: raw documents (`documents.iter_documents`), bytes or str.
       language: the documents' language code (goes into example_id and the records).
       tokenizers: teacher name → TeacherTokenizer, all teachers of `language`.
-      config: sequence shape and masking recipe.
+      config: sequence shape, packing (short_seq_prob) and masking recipe.
       counts: a Counter for the bad-input and volume counts (segmentation's keys plus
-        'examples' and 'masked_tokens').
+        'examples' and 'masked_tokens', and with shared masks masking's 'masked_words',
+        'p_limited_words', 'p_limited_examples').
       batch_size: documents tokenized per tokenizer call (does not change the output).
+      shared_masks: mask the same shared words in every copy of a segment
+        (`masking.mask_shared_words`); None (default): when there are several teachers. False:
+        every copy masked on its own (`masking.mask_segment`; the recipe of one teacher).
 
     Yields:
       ScoredExamples without teacher fields, in input order: document by document, segment by
@@ -67,31 +74,47 @@ def create_examples(documents: Iterable[str | bytes], language: str,
     """
     if counts is None:
         counts = collections.Counter()
-    for segments in segmentation.iter_segments(documents, tokenizers, config.max_tokens, counts,
-                                               batch_size=batch_size):
+    if shared_masks is None:
+        shared_masks = len(tokenizers) > 1
+    for segments in segmentation.iter_segments(
+            documents, tokenizers, config.max_tokens, counts, batch_size=batch_size,
+            short_seq_prob=config.short_seq_prob, seed=config.seed):
         for segment in segments:
             example_id = segment.example_id(language)
-            for name, pieces in segment.pieces.items():
-                example = masking.mask_segment(pieces.ids, pieces.word_starts, tokenizers[name],
+            if shared_masks:
+                copies = masking.mask_shared_words(segment.pieces, tokenizers, config,
+                                                   example_id, language, counts).values()
+            else:
+                copies = (masking.mask_segment(pieces.ids, pieces.word_starts, tokenizers[name],
                                                config, example_id, name, language)
+                          for name, pieces in segment.pieces.items())
+            for example in copies:
                 counts[EXAMPLES] += 1
                 counts[MASKED_TOKENS] += example.num_predictions
                 yield example
 
 
+def example_hash(example_id: str) -> int:
+    """A stable 64-bit hash of an example id (first 8 bytes of its SHA-256, big-endian)."""
+    return int.from_bytes(hashlib.sha256(example_id.encode("utf-8")).digest()[:8], "big")
+
+
 def shard_index(example_id: str, num_shards: int) -> int:
-    """The shard of an example: a stable hash of its id modulo num_shards."""
-    digest = hashlib.sha256(example_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % num_shards
+    """The shard of an example: a stable hash of its id modulo num_shards (all copies of an
+    example go to the same shard; the Beam job shards the same way)."""
+    return example_hash(example_id) % num_shards
 
 
 def shard_name(language: str, index: int, num_shards: int) -> str:
     return f"{language}-{index:05d}-of-{num_shards:05d}{SHARD_SUFFIX}"
 
 
-def read_documents(patterns: Iterable[str]) -> Iterator[bytes]:
-    """Yields every line (a document, as bytes, without its line break) of every file matching
-    the glob patterns, files in sorted order. Empty lines are yielded too (and counted)."""
+def read_documents(patterns: Iterable[str], document_format: str = documents_lib.LINE,
+                   counts: collections.Counter | None = None) -> Iterator[bytes]:
+    """Yields every document (bytes) of every file matching the glob patterns, files in sorted
+    order (`documents.iter_documents`: a line, or a run of lines between blank lines). In
+    `line` format empty lines are yielded too (and counted as `empty`)."""
+    documents_lib.check_format(document_format)
     files = []
     for pattern in patterns:
         matched = sorted(tf.io.gfile.glob(pattern))
@@ -100,8 +123,7 @@ def read_documents(patterns: Iterable[str]) -> Iterator[bytes]:
         files.extend(matched)
     for path in files:
         with tf.io.gfile.GFile(path, "rb") as f:
-            for line in f:
-                yield line[:-1] if line.endswith(b"\n") else line
+            yield from documents_lib.iter_documents(f, document_format, counts)
 
 
 def existing_outputs(output_dir: str) -> list[str]:
@@ -115,8 +137,12 @@ def existing_outputs(output_dir: str) -> list[str]:
 def write_shards(documents: Iterable[str | bytes], language: str, teacher_name: str,
                  vocab: list[str], lower_case: bool, config: MaskingConfig, output_dir: str,
                  num_shards: int, overwrite: bool = False, vocab_path: str = "",
-                 extra_config: dict | None = None) -> manifest_lib.Manifest:
+                 extra_config: dict | None = None,
+                 extra_counts: collections.Counter | None = None) -> manifest_lib.Manifest:
     """Writes one teacher's plain-MLM shards of `documents` and their manifest.
+
+    `extra_counts`: a Counter the document reader fills while `documents` is consumed
+    (read_documents' `long_document_cut`); added to the manifest's counters.
 
     Returns:
       The manifest written to `output_dir`/manifest.json.
@@ -142,15 +168,18 @@ def write_shards(documents: Iterable[str | bytes], language: str, teacher_name: 
     names = [shard_name(language, i, num_shards) for i in range(num_shards)]
     writers = [tf.io.TFRecordWriter(os.path.join(output_dir, name)) for name in names]
     counts: collections.Counter = collections.Counter()
-    written = masked = 0
+    written = masked = real_tokens = 0
+    id_hashes = array.array("Q")   # 64-bit hashes of the example ids (distinct-example count)
     start = last_log = time.time()
     try:
         for example in create_examples(documents, language, {teacher_name: tokenizer}, config,
                                        counts):
-            writers[shard_index(example.example_id, num_shards)].write(
-                record_schema.serialize(example, spec))
+            id_hash = example_hash(example.example_id)
+            writers[id_hash % num_shards].write(record_schema.serialize(example, spec))
+            id_hashes.append(id_hash)
             written += 1
             masked += example.num_predictions
+            real_tokens += int(np.sum(example.input_mask))
             if time.time() - last_log > 30:
                 last_log = time.time()
                 logging.info("%d documents, %d examples (%.0f examples/s)",
@@ -160,8 +189,10 @@ def write_shards(documents: Iterable[str | bytes], language: str, teacher_name: 
         for writer in writers:
             writer.close()
     elapsed = time.time() - start
-    logging.info("wrote %d examples from %d documents in %.1f s (%.0f examples/s)", written,
-                 counts[segmentation.DOCUMENTS], elapsed, written / max(elapsed, 1e-9))
+    utilization = manifest_lib.token_utilization(real_tokens, written, config.seq_length)
+    logging.info("wrote %d examples from %d documents in %.1f s (%.0f examples/s); token "
+                 "utilization %.3f", written, counts[segmentation.DOCUMENTS], elapsed,
+                 written / max(elapsed, 1e-9), utilization)
 
     vocab_sha256 = manifest_lib.sha256_of_tokens(vocab)
     manifest = manifest_lib.Manifest(
@@ -178,16 +209,21 @@ def write_shards(documents: Iterable[str | bytes], language: str, teacher_name: 
             lower_case=bool(lower_case), format="vocab", path=vocab_path)},
         languages={language: manifest_lib.LanguageEntry(
             examples=written, masked_tokens=masked, shards=names,
-            teachers={teacher_name: manifest_lib.TeacherCounts(written, masked)})},
+            teachers={teacher_name: manifest_lib.TeacherCounts(written, masked, real_tokens)},
+            unique_examples=len(np.unique(np.frombuffer(id_hashes, np.uint64))),
+            real_tokens=real_tokens, token_utilization=utilization)},
         seed=int(config.seed),
         copies_mode="single",
         dropped={reason: int(counts[reason]) for reason in segmentation.DROP_REASONS},
-        counters={key: int(value) for key, value in sorted(counts.items())},
+        counters={key: int(value)
+                  for key, value in sorted((counts + (extra_counts or collections.Counter()))
+                                           .items())},
         config={
             "masked_lm_prob": config.masked_lm_prob,
             "whole_word_masking": config.whole_word_masking,
             "random_token_prob": config.random_token_prob,
             "keep_prob": config.keep_prob,
+            "short_seq_prob": config.short_seq_prob,
             "num_shards": num_shards,
             "numpy_version": np.__version__,
             **(extra_config or {}),
@@ -199,28 +235,38 @@ def write_shards(documents: Iterable[str | bytes], language: str, teacher_name: 
 
 def main(argv):
     del argv
-    config = MaskingConfig(
-        seq_length=FLAGS.seq_length, max_predictions_per_seq=FLAGS.max_predictions_per_seq,
-        masked_lm_prob=FLAGS.masked_lm_prob, whole_word_masking=FLAGS.whole_word_masking,
-        seed=FLAGS.seed)
     try:
+        config = MaskingConfig(
+            seq_length=FLAGS.seq_length, max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+            masked_lm_prob=FLAGS.masked_lm_prob, whole_word_masking=FLAGS.whole_word_masking,
+            seed=FLAGS.seed, short_seq_prob=FLAGS.short_seq_prob)
+        counts = collections.Counter()
+        documents = read_documents(FLAGS.input, FLAGS.document_format, counts)
         manifest = write_shards(
-            read_documents(FLAGS.input), FLAGS.language, FLAGS.teacher_name,
+            documents, FLAGS.language, FLAGS.teacher_name,
             read_vocab(FLAGS.vocab), FLAGS.lower_case, config, FLAGS.output_dir,
             FLAGS.num_shards, overwrite=FLAGS.overwrite, vocab_path=FLAGS.vocab,
-            extra_config={"input": list(FLAGS.input)})
+            extra_config={"input": list(FLAGS.input), "document_format": FLAGS.document_format},
+            extra_counts=counts)
     except (FileExistsError, FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
     entry = manifest.languages[FLAGS.language]
     dropped = {k: v for k, v in manifest.dropped.items() if v}
-    print(f"wrote {entry.examples} examples ({entry.masked_tokens} masked tokens) in "
-          f"{len(entry.shards)} shards to {FLAGS.output_dir}; dropped: {dropped or 'nothing'}")
+    print(f"wrote {entry.examples} examples ({entry.masked_tokens} masked tokens, token "
+          f"utilization {entry.token_utilization:.3f}) in {len(entry.shards)} shards to "
+          f"{FLAGS.output_dir}; dropped: {dropped or 'nothing'}")
 
 
 FLAGS = flags.FLAGS
 
 if __name__ == "__main__":
-    flags.DEFINE_multi_string("input", None, "Text file glob(s), one document (paragraph) a line.")
+    flags.DEFINE_multi_string("input", None, "Text file glob(s) (see --document_format).")
+    flags.DEFINE_enum("document_format", documents_lib.LINE, documents_lib.DOCUMENT_FORMATS,
+                      "line: one document a line; blank_line: BERT's format, one sentence or "
+                      "paragraph a line, a blank line between documents (lines of a document "
+                      "are packed into full sequences).")
+    flags.DEFINE_float("short_seq_prob", 0.0, "Probability of a shorter target length for a "
+                       "sequence (BERT's short_seq_prob).")
     flags.DEFINE_string("language", None, "Language code of the input, e.g. en.")
     flags.DEFINE_string("vocab", None, "The teacher's vocab.txt.")
     flags.DEFINE_bool("lower_case", False, "The teacher is uncased.")

@@ -62,20 +62,40 @@ class TeacherEntry:
 
 @dataclasses.dataclass
 class TeacherCounts:
-    """What one teacher contributed to one language."""
+    """What one teacher contributed to one language (real_tokens: sum of input_mask over its
+    records; None in manifests written before it was recorded)."""
 
     examples: int = 0
     masked_tokens: int = 0
+    real_tokens: int | None = None
+
+
+def token_utilization(real_tokens: int, examples: int, seq_length: int) -> float:
+    """Real positions / all positions: sum of input_mask / (examples * S), rounded to 6 places
+    (0 for no examples)."""
+    if examples <= 0:
+        return 0.0
+    return round(real_tokens / (examples * seq_length), 6)
 
 
 @dataclasses.dataclass
 class LanguageEntry:
-    """One language's shards and counts. `shards` are file names relative to the manifest."""
+    """One language's shards and counts. `shards` are file names relative to the manifest.
+
+    examples: records (copies) on disk; unique_examples: distinct example ids among them (the
+    count language sampling uses: in `all` mode every example has a copy per teacher);
+    real_tokens: sum of input_mask over the records; token_utilization:
+    real_tokens / (examples * seq_length). The last three are written by every writer since
+    they were introduced; a manifest without them (None) is still read (see `sampling_count`).
+    """
 
     examples: int
     masked_tokens: int
     shards: list[str]
     teachers: dict[str, TeacherCounts] = dataclasses.field(default_factory=dict)
+    unique_examples: int | None = None
+    real_tokens: int | None = None
+    token_utilization: float | None = None
 
 
 @dataclasses.dataclass
@@ -137,6 +157,40 @@ class Manifest:
                         f"'teachers' ({sorted(self.teachers)})")
             if entry.examples < 0 or entry.masked_tokens < 0:
                 raise ManifestError(f"{where}: languages.{lang} has negative counts")
+            if entry.unique_examples is not None and not (
+                    0 <= entry.unique_examples <= entry.examples
+                    and (entry.unique_examples > 0 or entry.examples == 0)):
+                raise ManifestError(
+                    f"{where}: languages.{lang}.unique_examples {entry.unique_examples} must be "
+                    f"in [1, examples = {entry.examples}] (0 only without examples)")
+            if (entry.real_tokens is None) != (entry.token_utilization is None):
+                raise ManifestError(f"{where}: languages.{lang}: real_tokens and "
+                                    f"token_utilization go together (one is missing)")
+            if entry.real_tokens is not None:
+                if not 0 <= entry.real_tokens <= entry.examples * self.seq_length:
+                    raise ManifestError(
+                        f"{where}: languages.{lang}.real_tokens {entry.real_tokens} is not in "
+                        f"[0, examples * seq_length = {entry.examples * self.seq_length}]")
+                expected = token_utilization(entry.real_tokens, entry.examples, self.seq_length)
+                if abs(entry.token_utilization - expected) > 1e-6:
+                    raise ManifestError(
+                        f"{where}: languages.{lang}.token_utilization {entry.token_utilization} "
+                        f"is not real_tokens / (examples * seq_length) = {expected}")
+
+    def sampling_count(self, language: str, where: str = "manifest") -> int:
+        """The number of distinct examples of `language` (what n^alpha sampling counts):
+        `unique_examples`, or for a manifest written before that field, `examples` when every
+        example has one record (copies mode `single` or `best`). An `all` manifest without it
+        is refused: its examples count every teacher's copy."""
+        entry = self.languages[language]
+        if entry.unique_examples is not None:
+            return entry.unique_examples
+        if self.copies_mode == "all":
+            raise ManifestError(
+                f"{where}: languages.{language} has copies_mode 'all' but no unique_examples "
+                f"(written by an older scoring job); its 'examples' counts every teacher's copy. "
+                f"Re-run the scoring job to get the count of distinct examples")
+        return entry.examples
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, ensure_ascii=False)
@@ -185,6 +239,12 @@ def _coerce(type_name: str, value: Any, path: str):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ManifestError(f"{path} must be a list of strings, got {value!r}")
         return value
+    if type_name.endswith(" | None"):
+        return None if value is None else _coerce(type_name[:-len(" | None")], value, path)
+    if type_name == "float":
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ManifestError(f"{path} must be float, got {value!r}")
+        return float(value)
     expected = {"int": int, "str": str, "bool": bool}.get(type_name)
     if expected is not None:
         ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))

@@ -17,7 +17,7 @@ Static shapes (what TPUs need): S = seq_length, P = max_predictions_per_seq, k =
 | masked_lm_weights     | float32                  | [P]    | 1.0 real slot, 0.0 padding      |
 | teacher_topk_ids      | int64                    | [P*k]  | manifest `id_space`             |
 | teacher_topk_logits   | float32, or float16 raw  | [P*k]  | raw logits (not probabilities)  |
-| teacher_loss          | float32                  | []     | teacher's weighted mean CE      |
+| teacher_loss          | float32                  | []     | teacher's mean CE per piece     |
 | language              | bytes                    | []     | e.g. b"en"                      |
 | teacher               | bytes                    | []     | teacher name                    |
 | example_id            | bytes                    | []     | stable across teachers          |
@@ -25,6 +25,12 @@ Static shapes (what TPUs need): S = seq_length, P = max_predictions_per_seq, k =
 The first six are tf-models-official's v2 pretraining feature names, so
 `official.nlp.data.pretrain_dataloader.BertPretrainDataLoader(use_v2_feature_names=True)` reads
 the gold part of a shard as it is.
+
+`teacher_loss` is the teacher's cross-entropy on the gold ids, weighted mean over the real slots
+(per masked *piece*), in every copies mode. What `best` compares is the loss per masked *word*
+(`ScoredExample.teacher_word_loss`, computed by the scoring job, not stored): the copies of an
+example mask the same words, so of two copies the one with the lower per-word loss is also the
+one with the lower `teacher_loss * (number of real slots)` (summed CE over the same words).
 
 Validity of a top-k entry: entry (p, j) is real iff `masked_lm_weights[p] > 0` and
 `teacher_topk_ids[p, j] >= 0`. Writers put id 0 / logit 0 in padding slots (cheap varints) and
@@ -98,7 +104,7 @@ class ScoredExample:
 
     Shapes: input_word_ids/input_mask/input_type_ids [S] int32; masked_lm_positions/masked_lm_ids
     [P] int32; masked_lm_weights [P] float32; teacher_topk_ids [P, k] int32;
-    teacher_topk_logits [P, k] float32; teacher_loss scalar float.
+    teacher_topk_logits [P, k] float32; teacher_loss scalar float (mean CE per masked piece).
     """
 
     input_word_ids: np.ndarray
@@ -115,6 +121,14 @@ class ScoredExample:
     teacher_loss: float | None = None
 
     @property
+    # In memory only (not a feature on disk): set by masking and by the scoring job.
+    # num_masked_words: the words with a masked piece (the shared words of a language with
+    #   several teachers: the same number in every copy of an example).
+    # teacher_word_loss: the teacher's loss per masked word (sum of the CE of the word's masked
+    #   pieces, mean over the masked words = teacher_loss * masked pieces / num_masked_words),
+    #   what `best` compares.
+    num_masked_words: int | None = None
+    teacher_word_loss: float | None = None
     def num_predictions(self) -> int:
         """Number of real (weight > 0) masked slots."""
         return int(np.count_nonzero(np.asarray(self.masked_lm_weights) > 0))
