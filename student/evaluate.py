@@ -39,6 +39,7 @@ from absl import app, flags, logging  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from teacher_scoring import cli_logging  # noqa: E402
 from teacher_scoring import manifest as manifest_lib  # noqa: E402
 from teacher_scoring import record_schema  # noqa: E402
 
@@ -328,6 +329,7 @@ flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
 
 
 def main(argv):
+    cli_logging.quiet_unless_verbose()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.output_dir:

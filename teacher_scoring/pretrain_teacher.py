@@ -31,6 +31,7 @@ from absl import app, flags, logging
 import numpy as np
 import tensorflow as tf
 
+from teacher_scoring import cli_logging
 from teacher_scoring import create_examples as create_examples_lib
 from teacher_scoring import export as export_lib
 from teacher_scoring import loaders
@@ -206,6 +207,7 @@ def define_flags():
 
 
 def main(argv):
+    cli_logging.quiet_unless_verbose(own_progress=True)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:

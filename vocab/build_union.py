@@ -18,6 +18,7 @@ import sys
 from absl import app, flags, logging
 import tensorflow as tf
 
+from teacher_scoring import cli_logging
 from vocab.union import StudentVocab, StudentVocabError, check_teacher_name
 
 FLAGS = flags.FLAGS
@@ -98,6 +99,7 @@ def define_flags() -> None:
 
 
 def main(argv):
+    cli_logging.quiet_unless_verbose()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:

@@ -4,7 +4,8 @@ what it predicts for the [MASK]s of a sentence.
   python -m teacher_scoring.loaders /models/multi_cased_L-12_H-768_A-12 --languages en,hi \
       --text "Paris is the [MASK] of France."
 
-Exits with status 1 and the loader's message (path and problem) if the folder is bad.
+Exits with status 1 and the loader's message (path and problem) if the folder is bad. Prints
+only the answer; `-v 0` (absl's --verbosity) adds the libraries' INFO logs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from absl import app, flags
 import numpy as np
 
+from teacher_scoring import cli_logging
 from teacher_scoring.loaders import FORMATS, LoaderError, load_teacher
 
 FLAGS = flags.FLAGS
@@ -58,6 +60,7 @@ def describe(path: str, format: str = "auto", languages=(), text: str | None = N
 
 
 def main(argv):
+    cli_logging.quiet_unless_verbose()
     if len(argv) != 2:
         raise app.UsageError("usage: python -m teacher_scoring.loaders FOLDER [flags]")
     try:

@@ -30,6 +30,7 @@ Activations (canonical names used across this package):
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import re
 from typing import Callable, Mapping
@@ -280,11 +281,29 @@ def google_variable_shapes(config: BertMLMConfig, with_pooler: bool = True,
     return shapes
 
 
+class _DropRenameLogs(logging.Filter):
+    """Drops the converter's per-variable "Converted: a --> b" INFO records (two a variable,
+    ~450 lines for a 2-layer BERT) while our loaders use its name table; the loaders check and
+    report every name themselves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.INFO and
+                    str(record.msg).startswith("Converted: "))
+
+
+_DROP_RENAME_LOGS = _DropRenameLogs()
+
+
 def _tfm_encoder_name(google_name: str) -> str:
     """tf-models encoder variable name (relative to the encoder) of a Google encoder variable."""
-    # pylint: disable=protected-access
-    return tf1_converter._bert_name_replacement(google_name,
-                                                tf1_converter.BERT_V2_NAME_REPLACEMENTS)
+    tf_logger = logging.getLogger("tensorflow")  # where the converter's tf.logging writes
+    tf_logger.addFilter(_DROP_RENAME_LOGS)
+    try:
+        # pylint: disable=protected-access
+        return tf1_converter._bert_name_replacement(google_name,
+                                                    tf1_converter.BERT_V2_NAME_REPLACEMENTS)
+    finally:
+        tf_logger.removeFilter(_DROP_RENAME_LOGS)
 
 
 def _tfm_shape(tfm_name: str, google_shape: tuple[int, ...], num_heads: int) -> tuple[int, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, Sequence
 
 from absl import logging
@@ -83,6 +84,50 @@ def warn_if_vocab_looks_cased(vocab: Sequence[str], lower_case: bool, where: str
         logging.warning(
             "%s: the teacher is uncased (lower_case=true) but %d of its %d vocabulary tokens "
             "have upper-case letters; check the casing setting", where, cased, len(tokens))
+
+
+# Casing of public checkpoints by their release name, for folders that state no casing.
+# Google's own table, google-research/bert tokenization.validate_case_matches_checkpoint:
+GOOGLE_LOWER_CASED = ("uncased_L-24_H-1024_A-16", "uncased_L-12_H-768_A-12",
+                      "multilingual_L-12_H-768_A-12", "chinese_L-12_H-768_A-12")
+GOOGLE_CASED = ("cased_L-12_H-768_A-12", "cased_L-24_H-1024_A-16", "multi_cased_L-12_H-768_A-12")
+# The other names of Google's releases (google-research/bert README): whole-word-masking
+# `wwm_uncased_L-24_H-1024_A-16` / `wwm_cased_L-24_H-1024_A-16` and the 24 small BERTs
+# `uncased_L-{2..12}_H-{128..768}_A-{2..12}`.
+_GOOGLE_RELEASE = re.compile(r"^(?:wwm_)?(uncased|cased)_L-\d+_H-\d+_A-\d+$")
+# The naming convention of Hugging Face hub names and renamed release folders: the word `cased`
+# or `uncased` (bert-base-german-cased, bert-base-multilingual-uncased, wwm_uncased_L-24).
+_CASE_WORD = re.compile(r"(?<![a-z0-9])(uncased|cased)(?![a-z0-9])")
+CASING_HELP = ('add a teacher.json with {"lower_case": true} (uncased: lower-cases and strips '
+               'accents) or {"lower_case": false} (cased)')
+
+
+def lower_case_from_release_name(path: str) -> tuple[bool, str] | None:
+    """The casing a folder's name states, or None when the name does not say.
+
+    Rules, in order: Google's table of its release names (`GOOGLE_LOWER_CASED`, `GOOGLE_CASED`:
+    `multilingual_L-12_H-768_A-12` and `chinese_L-12_H-768_A-12` are lower-cased although their
+    names do not say it); Google's release pattern `[wwm_]uncased|cased_L-<n>_H-<n>_A-<n>`; a
+    name holding exactly one of the words `uncased` / `cased` (hub names such as
+    `bert-base-german-cased`). A name holding both words says nothing.
+
+    Args:
+      path: the teacher folder (local or gs://); only its base name is read.
+
+    Returns:
+      (lower_case, the rule that decided) or None.
+    """
+    base = os.path.basename(os.path.normpath(path))
+    if base in GOOGLE_LOWER_CASED or base in GOOGLE_CASED:
+        return base in GOOGLE_LOWER_CASED, f"Google release name {base}"
+    match = _GOOGLE_RELEASE.match(base)
+    if match:
+        return match.group(1) == "uncased", f"Google release name {base}"
+    words = set(_CASE_WORD.findall(base.lower()))
+    if len(words) == 1:
+        word = words.pop()
+        return word == "uncased", f"the word '{word}' in the folder name {base}"
+    return None
 
 
 def resolve_identity(path: str, metadata: teacher_lib.TeacherMetadata, name: str | None,

@@ -11,9 +11,12 @@ Variables carry the original names (`bert/embeddings/word_embeddings`,
 `bert/encoder/layer_0/attention/self/query/kernel`, `cls/predictions/transform/dense/kernel`,
 `cls/predictions/output_bias`, ...); optimizer slots and the NSP head are ignored.
 
-Casing: teacher.json's `lower_case` when present; otherwise the release naming convention of
-the folder name (`uncased_L-12_H-768_A-12` → uncased, `multi_cased_L-12_H-768_A-12` → cased);
-otherwise loading fails and asks for a teacher.json.
+Casing (bert_config.json does not hold it): teacher.json's `lower_case` when present; otherwise
+the folder's name, read with Google's own table of its release names
+(google-research/bert `tokenization.validate_case_matches_checkpoint`: `uncased_*`,
+`multilingual_L-12_H-768_A-12` and `chinese_L-12_H-768_A-12` are lower-cased; `cased_*` and
+`multi_cased_*` are cased; see `common.lower_case_from_release_name`); otherwise loading fails
+with a message saying how to state it.
 
 Activation: in the original BERT code (and tf-models' BertConfig) `"gelu"` is the tanh
 approximation, so that is what "gelu" means here. `"gelu_exact"` (an extension written by
@@ -23,9 +26,9 @@ approximation, so that is what "gelu" means here. `"gelu_exact"` (an extension w
 from __future__ import annotations
 
 import os
-import re
 from typing import Sequence
 
+from absl import logging
 import tensorflow as tf
 
 from teacher_scoring import teacher as teacher_lib
@@ -91,16 +94,6 @@ def find_checkpoint(path: str) -> str:
     return indexes[0][:-len(".index")]
 
 
-def lower_case_from_folder_name(path: str) -> bool | None:
-    """Casing from the Google release naming convention, or None if the name does not say."""
-    base = os.path.basename(os.path.normpath(path)).lower()
-    if re.search(r"(^|[^a-z])uncased", base):
-        return True
-    if re.search(r"(^|[^a-z])cased", base):
-        return False
-    return None
-
-
 def load(path: str, name: str | None = None, languages: Sequence[str] = (),
          allow_random_mlm_head: bool = False) -> teacher_lib.Teacher:
     """Loads a Google-BERT checkpoint folder as a Teacher (BertPretrainerV2 on tf-models)."""
@@ -113,11 +106,16 @@ def load(path: str, name: str | None = None, languages: Sequence[str] = (),
     metadata = common.load_metadata(os.path.join(path, teacher_lib.TEACHER_JSON))
     lower_case = metadata.lower_case
     if lower_case is None:
-        lower_case = lower_case_from_folder_name(path)
-    if lower_case is None:
-        raise LoaderError(
-            f"{path}: casing unknown: add a {teacher_lib.TEACHER_JSON} with "
-            "{\"lower_case\": true|false} (the folder name says neither 'uncased' nor 'cased')")
+        by_name = common.lower_case_from_release_name(path)
+        if by_name is None:
+            raise LoaderError(
+                f"{path}: casing unknown: {CONFIG_FILE} does not hold it, there is no "
+                f"{teacher_lib.TEACHER_JSON}, and the folder name "
+                f"{os.path.basename(os.path.normpath(path))!r} is not one of Google's release "
+                f"names ({', '.join(common.GOOGLE_LOWER_CASED + common.GOOGLE_CASED)}, ...) "
+                f"and holds neither the word 'uncased' nor 'cased': {common.CASING_HELP}")
+        lower_case, rule = by_name
+        logging.info("%s: %s from the %s", path, "uncased" if lower_case else "cased", rule)
     try:
         # The reader of the prefix itself (load_checkpoint would look for a directory first).
         reader = tf.compat.v1.train.NewCheckpointReader(prefix)

@@ -4,8 +4,12 @@
       config.json                BertConfig (model_type "bert")
       model.safetensors          weights (or model.safetensors.index.json + its shards)
       vocab.txt                  WordPiece vocabulary
-      tokenizer_config.json      optional: do_lower_case (absent → uncased, as BertTokenizer)
-      teacher.json               optional: {"languages": [...], "name": ...}
+      tokenizer_config.json      optional: do_lower_case
+      teacher.json               optional: {"languages": [...], "name": ..., "lower_case": ...}
+
+Casing: tokenizer_config.json's do_lower_case; else teacher.json's lower_case; else the folder's
+name when it states it (`common.lower_case_from_release_name`: `bert-base-german-cased`,
+`multi_cased_L-12_H-768_A-12`, ...); else uncased, BertTokenizer's default.
 
 Weights are read with the `safetensors` NumPy API. `BertForMaskedLM` names
 (`bert.embeddings.*`, `bert.encoder.layer.N.*`, `cls.predictions.*`) and `BertModel` names (no
@@ -342,12 +346,17 @@ def load(path: str, name: str | None = None, languages: Sequence[str] = (),
     vocab = common.load_vocab(os.path.join(path, common.VOCAB_TXT))
     metadata = common.load_metadata(os.path.join(path, teacher_lib.TEACHER_JSON))
     lower_case = read_lower_case(path)
-    if lower_case is None:
-        lower_case = True if metadata.lower_case is None else metadata.lower_case
-    elif metadata.lower_case is not None and metadata.lower_case != lower_case:
+    if lower_case is not None and metadata.lower_case not in (None, lower_case):
         raise LoaderError(f"{path}: {teacher_lib.TEACHER_JSON} says lower_case="
                           f"{metadata.lower_case} but {TOKENIZER_CONFIG_FILE} says do_lower_case="
                           f"{lower_case}")
+    if lower_case is None:
+        lower_case = metadata.lower_case
+    if lower_case is None:
+        # Neither file states it: the folder's name (bert-base-german-cased, ...), else
+        # BertTokenizer's default, uncased.
+        by_name = common.lower_case_from_release_name(path)
+        lower_case = True if by_name is None else by_name[0]
     where = files[0] if len(files) == 1 else os.path.join(path, WEIGHTS_INDEX_FILE)
     header = _header(files)
     shapes, sources = _google_shapes(header, where)

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from teacher_scoring import export
-from teacher_scoring.loaders import LoaderError, bert_mlm, load_teacher
+from teacher_scoring.loaders import LoaderError, bert_mlm, common, load_teacher
 from tests.conftest import trained_vocab
 from tests.teacher_scoring.test_teacher_core import (make_inputs, model_inputs, random_bert,
                                                      relative_error, torch_logits,
@@ -112,23 +112,60 @@ def test_export_round_trip_same_logits(tmp_path):
         np.testing.assert_array_equal(teacher.mlm_logits(**batch).numpy(), want)
 
 
+@pytest.mark.parametrize("name, lower_case", [
+    # Google's table (google-research/bert tokenization.validate_case_matches_checkpoint).
+    ("uncased_L-12_H-768_A-12", True), ("uncased_L-24_H-1024_A-16", True),
+    ("multilingual_L-12_H-768_A-12", True), ("chinese_L-12_H-768_A-12", True),
+    ("cased_L-12_H-768_A-12", False), ("cased_L-24_H-1024_A-16", False),
+    ("multi_cased_L-12_H-768_A-12", False),
+    # Google's other releases: whole word masking, the small BERTs.
+    ("wwm_uncased_L-24_H-1024_A-16", True), ("wwm_cased_L-24_H-1024_A-16", False),
+    ("uncased_L-2_H-128_A-2", True),
+    # The word in hub names and renamed folders.
+    ("bert-base-german-cased", False), ("bert-base-multilingual-uncased", True),
+    ("wwm_uncased_L-24", True), ("muril-base-cased", False),
+    # Names that say nothing: no word, both words, or the word inside another word.
+    ("muril_base", None), ("bert-base-chinese", None), ("cased_to_uncased", None),
+    ("encased", None), ("chinese_L-12_H-768_A-12_copy", None),
+])
+def test_release_names_give_the_casing(name, lower_case):
+    by_name = common.lower_case_from_release_name(f"gs://bucket/teachers/{name}/")
+    assert (None if by_name is None else by_name[0]) is lower_case
+    if by_name is not None:
+        assert name in by_name[1]
+
+
 def test_casing_from_teacher_json_or_folder_name(tmp_path):
     vocab = trained_vocab("en", 700)
     model, _ = random_bert(len(vocab))
     source = export.export_google_bert_checkpoint(model.encoder_network, model.masked_lm, vocab,
                                                   str(tmp_path / "src"), lower_case=False)
     os.remove(os.path.join(source, "teacher.json"))
+    # Tiny checkpoints in folders named like Google's releases: no teacher.json needed.
     for folder_name, lower_case in [("multi_cased_L-12_H-768_A-12", False),
-                                    ("uncased_L-12_H-768_A-12", True),
-                                    ("wwm_uncased_L-24", True)]:
+                                    ("multilingual_L-12_H-768_A-12", True),
+                                    ("chinese_L-12_H-768_A-12", True),
+                                    ("cased_L-12_H-768_A-12", False),
+                                    ("uncased_L-12_H-768_A-12", True)]:
         os.rename(source, str(tmp_path / folder_name))
         source = str(tmp_path / folder_name)
-        assert load_teacher(source).lower_case is lower_case
+        teacher = load_teacher(source)
+        assert (teacher.lower_case, teacher.name) == (lower_case, folder_name)
+        assert teacher.manifest_entry().lower_case is lower_case
+    # teacher.json wins over the name.
+    with open(os.path.join(source, "teacher.json"), "w") as f:
+        json.dump({"lower_case": False}, f)
+    assert load_teacher(source).lower_case is False
+    os.remove(os.path.join(source, "teacher.json"))
+    # A name that says nothing is refused, and the message says how to state the casing.
     os.rename(source, str(tmp_path / "muril_base"))
     source = str(tmp_path / "muril_base")
-    with pytest.raises(LoaderError, match="casing unknown: add a teacher.json") as error:
+    with pytest.raises(LoaderError, match="casing unknown") as error:
         load_teacher(source)
-    assert source in str(error.value)
+    message = str(error.value)
+    assert source in message and "'muril_base'" in message
+    assert "multilingual_L-12_H-768_A-12" in message
+    assert 'add a teacher.json with {"lower_case": true}' in message
     with open(os.path.join(source, "teacher.json"), "w") as f:
         json.dump({"lower_case": False, "languages": ["hi", "en"]}, f)
     assert load_teacher(source).languages == ("hi", "en")

@@ -58,6 +58,11 @@ def test_tokenized_text_gives_transformers_logits(tmp_path):
 def test_casing_comes_from_tokenizer_config_default_uncased(tmp_path):
     vocab = trained_vocab("en", 700, lower_case=True)
     model = torch_masked_lm(len(vocab))
+    # Neither file states it: the folder's name, when it has the word, else BertTokenizer's
+    # default (uncased).
+    named = save_hf_folder(str(tmp_path / "bert-base-german-cased"), model, vocab,
+                           lower_case=None)
+    assert load_teacher(named).lower_case is False
     folder = save_hf_folder(str(tmp_path / "no_tokenizer_config"), model, vocab, lower_case=None)
     assert load_teacher(folder).lower_case is True  # BertTokenizer's default
     with open(os.path.join(folder, "teacher.json"), "w") as f:
