@@ -114,6 +114,30 @@ def export_google_bert_checkpoint(encoder, masked_lm, vocab: Sequence[str], outp
     return output_dir
 
 
+def write_hf_model(encoder, masked_lm, config: bert_mlm.BertMLMConfig, output_dir: str, *,
+                   with_pooler: bool = True, config_overrides: dict | None = None) -> None:
+    """Writes config.json + model.safetensors (BertForMaskedLM names) into an existing folder.
+
+    Args:
+      encoder, masked_lm: a tf-models BERT encoder and its MaskedLM head.
+      config: their `bert_mlm.config_from_model` config.
+      output_dir: the folder (created by the caller).
+      with_pooler: also write `bert.pooler.*` (BertForMaskedLM has no pooler, so transformers
+        reports these two weights as unexpected; format (b) keeps them for round trips).
+      config_overrides: config.json fields to set over `hf_folder.config_to_dict(config)`.
+    """
+    tensors = {}
+    for google, value in bert_mlm.read_google_weights(encoder, masked_lm, config).items():
+        if not with_pooler and google in bert_mlm.POOLER_NAMES:
+            continue
+        key, transpose = hf_folder.google_to_hf(google)
+        tensors[key] = np.ascontiguousarray(value.T if transpose else value)
+    safetensors.numpy.save_file(tensors, os.path.join(output_dir, hf_folder.WEIGHTS_FILE),
+                                metadata={"format": "pt"})
+    _write_json(os.path.join(output_dir, hf_folder.CONFIG_FILE),
+                {**hf_folder.config_to_dict(config), **(config_overrides or {})})
+
+
 def export_hf_folder(encoder, masked_lm, vocab: Sequence[str], output_dir: str, *,
                      lower_case: bool, languages: Sequence[str] = (), name: str | None = None,
                      overwrite: bool = False) -> str:
@@ -127,13 +151,7 @@ def export_hf_folder(encoder, masked_lm, vocab: Sequence[str], output_dir: str, 
     config = _bert_config(encoder, masked_lm, vocab)
     metadata = _metadata(lower_case, languages, name)
     _prepare(output_dir, overwrite)
-    tensors = {}
-    for google, value in bert_mlm.read_google_weights(encoder, masked_lm, config).items():
-        key, transpose = hf_folder.google_to_hf(google)
-        tensors[key] = np.ascontiguousarray(value.T if transpose else value)
-    safetensors.numpy.save_file(tensors, os.path.join(output_dir, hf_folder.WEIGHTS_FILE),
-                                metadata={"format": "pt"})
-    _write_json(os.path.join(output_dir, hf_folder.CONFIG_FILE), hf_folder.config_to_dict(config))
+    write_hf_model(encoder, masked_lm, config, output_dir)
     _write_json(os.path.join(output_dir, hf_folder.TOKENIZER_CONFIG_FILE), {
         "tokenizer_class": "BertTokenizer",
         "do_lower_case": lower_case,
