@@ -1,12 +1,21 @@
-"""SelectBestCopy: in `best` mode keep, per example, the copy with the lowest teacher loss.
+"""SelectBestCopy: in `best` mode keep, per example, the copy with the lowest loss per word.
 
 Paper §3.1: a language with several teachers gets one copy of every example per teacher
-(`all`), or only the copy whose teacher is most confident about the gold tokens (`best`: the
-lowest `teacher_loss`, the teacher's mean cross-entropy on the masked gold ids).
+(`all`), or only the copy whose teacher is most confident about the gold tokens (`best`).
 
-Copies of one example share the `example_id` (segmentation makes it teacher-independent). Ties
-(equal loss) go to the teacher whose name sorts first, so the choice never depends on the order
-the runner delivers the copies in. Languages with one teacher, and `all` mode, pass through.
+Copies of one example share the `example_id` (segmentation makes it teacher-independent) and
+mask the same words (`masking.mask_shared_words`: the words are chosen once per example on the
+spans every teacher's tokenization agrees on, and every copy masks all pieces of those words).
+They are compared by the teacher's **loss per masked word** (`ScoredRecord.word_loss`): a
+word's loss is the sum of the cross-entropies of its pieces, a copy's score the mean over its
+masked words. Summing over a word's pieces makes a teacher that splits a word into more, easier
+pieces pay for all of them, and the same words make the copies comparable: the choice reflects
+which teacher predicts the text better, not how it segments it or which words it drew. (As all
+copies have the same masked words, this is the copy with the lowest summed cross-entropy.)
+
+Ties (equal loss) go to the teacher whose name sorts first, so the choice never depends on the
+order the runner delivers the copies in. Languages with one teacher, and `all` mode, pass
+through.
 """
 
 from __future__ import annotations
@@ -20,8 +29,8 @@ from beam_jobs.records import ScoredRecord
 
 
 def best_of(copies: Iterable[ScoredRecord]) -> tuple[ScoredRecord, list[ScoredRecord]]:
-    """(the kept copy, the others) by (teacher_loss, teacher, serialized bytes)."""
-    ordered = sorted(copies, key=lambda r: (r.teacher_loss, r.teacher, r.serialized))
+    """(the kept copy, the others) by (word_loss, teacher, serialized bytes)."""
+    ordered = sorted(copies, key=lambda r: (r.word_loss, r.teacher, r.serialized))
     return ordered[0], ordered[1:]
 
 
@@ -67,5 +76,5 @@ class SelectBestCopy(beam.PTransform):
         chosen = (selected
                   | "KeyByExample" >> beam.Map(lambda r: ((r.language, r.example_id), r))
                   | "GroupCopies" >> beam.GroupByKey()
-                  | "KeepLowestLoss" >> beam.ParDo(_SelectFn()))
+                  | "KeepLowestWordLoss" >> beam.ParDo(_SelectFn()))
         return (chosen, passed) | "Merge" >> beam.Flatten()

@@ -3,9 +3,12 @@
 Step 1 of MergeDistill (paper §3.1): the corpus is tokenized and masked with each teacher's
 own tokenizer. This is `teacher_scoring.create_examples.create_examples` run inside Beam:
 documents are segmented for all the language's teachers at once (segments are
-teacher-independent, so a segment's copies share its `example_id` — what `best` compares), each
-document is tokenized once per teacher, and every segment is masked once per teacher with a
-generator seeded by (seed, example_id, teacher) — deterministic whatever the workers or bundles.
+teacher-independent, so a segment's copies share its `example_id` — what `best` compares; a
+document's lines are packed into full sequences), each document is tokenized once per teacher.
+With several teachers the masked words are chosen once per segment on the shared word spans
+(seeded by (seed, example_id)) and every copy masks the pieces of those words; with one teacher
+a copy is masked on its own (seeded by (seed, example_id, teacher)) — deterministic whatever
+the workers or bundles.
 The composite is per language rather than per (language, teacher) because cutting a document
 into segments needs every teacher's tokenization of it.
 
@@ -13,8 +16,9 @@ Documents are processed `document_batch_size` at a time (one tokenizer call per 
 batch). If a batch raises, its documents are retried one by one and a document that still
 raises goes to the dead-letter output (`<lang>/dead_letter/build_examples`), the rest go on.
 
-Counters: segmentation's and create_examples' keys per language (`<lang>/documents`,
-`<lang>/invalid_utf8`, `<lang>/empty`, `<lang>/segments`, `<lang>/examples`, ...), and per
+Counters: segmentation's, masking's and create_examples' keys per language (`<lang>/documents`,
+`<lang>/invalid_utf8`, `<lang>/empty`, `<lang>/segments`, `<lang>/short_target`,
+`<lang>/masked_words`, `<lang>/p_limited_words`, `<lang>/examples`, ...), and per
 teacher `<lang>/<teacher>/examples` and `<lang>/<teacher>/masked_tokens` (copies sent to the
 teacher) and `<lang>/<teacher>/no_masked_token` (copies dropped: masking chose no token).
 """
@@ -31,7 +35,7 @@ from beam_jobs import dead_letter as dl
 from beam_jobs import metrics
 from beam_jobs.job_config import JobConfig
 from teacher_scoring import create_examples as create_examples_lib
-from teacher_scoring import segmentation
+from teacher_scoring import documents, segmentation
 from teacher_scoring.masking import MaskingConfig
 from teacher_scoring.tokenization import TeacherTokenizer
 
@@ -43,7 +47,8 @@ NO_MASKED_TOKEN = "no_masked_token"
 # Keys of segmentation / cleaning / this step that mean input was dropped or changed (the
 # manifest's `dropped`).
 DROP_REASONS = tuple(segmentation.DROP_REASONS) + (
-    segmentation.INVALID_UTF8, segmentation.CONTROL_CHARACTERS, NO_MASKED_TOKEN)
+    segmentation.INVALID_UTF8, segmentation.CONTROL_CHARACTERS, NO_MASKED_TOKEN,
+    documents.LONG_DOCUMENT_CUT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +64,8 @@ def masking_config(config: JobConfig) -> MaskingConfig:
     return MaskingConfig(seq_length=config.seq_length,
                          max_predictions_per_seq=config.max_predictions_per_seq,
                          masked_lm_prob=config.masked_lm_prob,
-                         whole_word_masking=config.whole_word_masking, seed=config.seed)
+                         whole_word_masking=config.whole_word_masking, seed=config.seed,
+                         short_seq_prob=config.short_seq_prob)
 
 
 class _BuildFn(beam.DoFn):

@@ -14,6 +14,8 @@ Example (configs/scoring/demo.yaml has a complete one):
     compression: GZIP                       # "" | GZIP
     copies_mode: best                       # all | best (languages with >= 2 teachers)
     inference_batch_size: 64
+    document_format: blank_line             # optional: line (default) | blank_line
+    short_seq_prob: 0.1                     # optional (0): BERT's short_seq_prob
     languages:
       en: {corpus: ["workspace/corpora/en/*.txt"], num_shards: 16}
       de: {corpus: ["workspace/corpora/de/*.txt"], num_shards: 8}
@@ -41,6 +43,7 @@ import yaml
 from teacher_scoring import record_schema
 
 COPIES_MODES = ("all", "best")
+DOCUMENT_FORMATS = ("line", "blank_line")   # teacher_scoring.documents.DOCUMENT_FORMATS
 COMPRESSIONS = ("", "GZIP")
 TEACHER_FORMATS = ("auto", "google_bert_checkpoint", "hf_folder", "tfm_checkpoint", "saved_model")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -52,7 +55,8 @@ class JobConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class LanguageConfig:
-    """One language: the corpus file globs (one document a line) and its output shard count."""
+    """One language: the corpus file globs (in the job's document_format) and its output shard
+    count."""
 
     corpus: tuple[str, ...]
     num_shards: int
@@ -90,6 +94,12 @@ class JobConfig:
     document_batch_size: int = 64
     # XLA-compile the teachers' scoring functions (jit_compile of make_score_fn).
     jit_compile: bool = False
+    # Corpus format (teacher_scoring.documents): `line` (one document a line) or `blank_line`
+    # (BERT's format: a blank line between documents; a document's lines are packed).
+    document_format: str = "line"
+    # BERT's short_seq_prob: a sequence's target length is drawn in [2, S - 2] with this
+    # probability (teacher_scoring.segmentation).
+    short_seq_prob: float = 0.0
     source: str = ""
 
     @property
@@ -133,8 +143,9 @@ _TOP_LEVEL = {
     "whole_word_masking": "bool", "seed": "int", "logits_dtype": "str", "compression": "str",
     "copies_mode": "str", "inference_batch_size": "int", "languages": "map",
     "teachers": "map", "document_batch_size": "int", "jit_compile": "bool",
+    "document_format": "str", "short_seq_prob": "float",
 }
-_OPTIONAL = {"document_batch_size", "jit_compile"}
+_OPTIONAL = {"document_batch_size", "jit_compile", "document_format", "short_seq_prob"}
 
 
 def _fail(source: str, key: str, message: str):
@@ -204,6 +215,11 @@ def from_dict(data: Any, source: str = "<config>") -> JobConfig:
         _fail(source, "masked_lm_prob", f"must be in (0, 1), got {values['masked_lm_prob']}")
     if values["seed"] < 0:
         _fail(source, "seed", f"must be >= 0, got {values['seed']}")
+    if "short_seq_prob" in values and not 0.0 <= values["short_seq_prob"] <= 1.0:
+        _fail(source, "short_seq_prob", f"must be in [0, 1], got {values['short_seq_prob']}")
+    if "document_format" in values and values["document_format"] not in DOCUMENT_FORMATS:
+        _fail(source, "document_format", f"must be one of {list(DOCUMENT_FORMATS)}, got "
+                                         f"{values['document_format']!r}")
     for key, allowed in (("logits_dtype", record_schema.LOGITS_DTYPES),
                          ("compression", COMPRESSIONS), ("copies_mode", COPIES_MODES)):
         if values[key] not in allowed:

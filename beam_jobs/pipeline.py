@@ -173,7 +173,8 @@ def build_pipeline(pipeline: beam.Pipeline, job: PreparedJob, tmp_dir: str) -> N
     config = job.config
     examples, letters = [], []
     for language, entry in config.languages.items():
-        documents = pipeline | f"ReadCorpus[{language}]" >> ReadCorpus(language, entry.corpus)
+        documents = pipeline | f"ReadCorpus[{language}]" >> ReadCorpus(
+            language, entry.corpus, config.document_format)
         built = documents | f"BuildMaskedExamples[{language}]" >> BuildMaskedExamples(
             language, [job.teachers[t] for t in config.teachers_of(language)], config)
         examples.append(built[BuildMaskedExamples.EXAMPLES])
@@ -221,11 +222,14 @@ def build_manifests(job: PreparedJob, tmp_dir: str,
     for language in config.languages:
         teachers = config.teachers_of(language)
         mine = [i for i in infos if i["language"] == language]
-        counts = {t: manifest_lib.TeacherCounts() for t in teachers}
+        counts = {t: manifest_lib.TeacherCounts(real_tokens=0) for t in teachers}
         for info in mine:
             for teacher, c in info["teachers"].items():
                 counts[teacher].examples += c["examples"]
                 counts[teacher].masked_tokens += c["masked_tokens"]
+                counts[teacher].real_tokens += c["real_tokens"]
+        examples = sum(i["examples"] for i in mine)
+        real_tokens = sum(i["real_tokens"] for i in mine)
         dropped, other = metrics.language_counters(counters, language, teachers, DROP_REASONS)
         dropped = {**_zero_drops(teachers), **dropped}
         manifests[language] = manifest_lib.Manifest(
@@ -236,10 +240,14 @@ def build_manifests(job: PreparedJob, tmp_dir: str,
             vocab_size=job.student_vocab_size,
             teachers={t: job.teacher_entries[t] for t in teachers},
             languages={language: manifest_lib.LanguageEntry(
-                examples=sum(i["examples"] for i in mine),
+                examples=examples,
                 masked_tokens=sum(i["masked_tokens"] for i in mine),
                 shards=[i["file"] for i in sorted(mine, key=lambda i: i["index"])],
-                teachers=counts)},
+                teachers=counts,
+                unique_examples=sum(i["unique_examples"] for i in mine),
+                real_tokens=real_tokens,
+                token_utilization=manifest_lib.token_utilization(real_tokens, examples,
+                                                                 config.seq_length))},
             seed=config.seed, copies_mode=config.copies_mode_of(language),
             compression=config.compression, dropped=dropped, counters=other,
             config=config.to_dict())
@@ -299,9 +307,12 @@ def run_job(config: JobConfig, pipeline_args: Sequence[str] = (), overwrite: boo
     dead = sum(v for k, v in counters.items() if f"/{metrics.DEAD_LETTER}/" in k)
     for language, manifest in manifests.items():
         entry = manifest.languages[language]
-        logging.info("%s: %d examples, %d masked tokens in %d shards (%s)", language,
-                     entry.examples, entry.masked_tokens, len(entry.shards),
-                     ", ".join(f"{t}: {c.examples}" for t, c in entry.teachers.items()))
+        logging.info("%s: %d examples (%d distinct), %d masked tokens in %d shards (%s); token "
+                     "utilization %.3f (real positions / all positions at S = %d)", language,
+                     entry.examples, entry.unique_examples, entry.masked_tokens,
+                     len(entry.shards),
+                     ", ".join(f"{t}: {c.examples}" for t, c in entry.teachers.items()),
+                     entry.token_utilization, config.seq_length)
     if dead:
         logging.warning("%d records went to the dead-letter output %s", dead,
                         output.dead_letter_files(config.output_dir))

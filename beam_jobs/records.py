@@ -2,23 +2,30 @@
 
 After MapToStudentVocab a copy is a `ScoredRecord`: the serialized tf.train.Example (student id
 space, `record_schema.serialize`) plus the few fields the later steps need without parsing it
-(language and example id to group `best` copies, teacher loss to select, teacher and masked-token
-count for the manifest, and the sort key of the deterministic writer).
+(language and example id to group `best` copies, the teacher's loss per masked word to select,
+teacher, masked-token and real-token counts for the manifest, and the sort key of the
+deterministic writer).
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import NamedTuple
+
+from teacher_scoring.create_examples import example_hash
 
 
 class ScoredRecord(NamedTuple):
+    """teacher_loss: the record's (per masked piece); word_loss: per masked word (what `best`
+    compares, `ScoredExample.teacher_word_loss`); real_tokens: sum of input_mask."""
+
     language: str
     example_id: str
     teacher: str
     teacher_loss: float
     masked_tokens: int
     serialized: bytes
+    real_tokens: int
+    word_loss: float
 
     @property
     def sort_key(self) -> tuple[str, str]:
@@ -27,9 +34,10 @@ class ScoredRecord(NamedTuple):
 
 
 def shard_of(record: ScoredRecord, num_shards: int) -> int:
-    """The shard of a record: a hash of (example id, teacher), independent of the runner."""
-    digest = hashlib.sha256(f"{record.example_id}\t{record.teacher}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % num_shards
+    """The shard of a record: a hash of its example id, independent of the runner and the
+    teacher (all copies of an example share a shard, so a shard can count its distinct
+    examples; the create_examples CLI shards the same way)."""
+    return example_hash(record.example_id) % num_shards
 
 
 def shard_file_name(language: str, index: int, num_shards: int, compression: str) -> str:

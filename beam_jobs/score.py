@@ -9,8 +9,9 @@ half-batches, while a per-teacher RunInference always batches one teacher's copi
 `inference_batch_size` rows, only a bundle's last batch padded). It also gives each teacher its
 own step, metrics namespace and model in the Dataflow UI.
 
-Output: the scored copies (teacher id space, teacher fields filled), and dead letters for copies
-the handler could not score (`ScoringFailure`) or batches RunInference itself failed on.
+Output: the scored copies (teacher id space, teacher fields filled, and `teacher_word_loss`, the
+loss per masked word that `best` compares: `loss_per_word`), and dead letters for copies the
+handler could not score (`ScoringFailure`) or batches RunInference itself failed on.
 """
 
 from __future__ import annotations
@@ -26,6 +27,21 @@ from beam_jobs import metrics
 from beam_jobs.teacher_model_handler import ScoringFailure, TeacherModelHandler
 
 SCORED = "scored"
+
+
+def loss_per_word(teacher_loss: float, num_predictions: int, num_masked_words) -> float:
+    """The teacher's loss per masked word: a word's loss is the sum of the cross-entropies of
+    its masked pieces, and the copy's is their mean over the masked words,
+    = teacher_loss (mean per piece) * num_predictions / num_masked_words.
+
+    Raises:
+      ValueError: no word count (a copy not built by teacher_scoring.masking), or not between 1
+        and the number of masked pieces.
+    """
+    if num_masked_words is None or not 1 <= num_masked_words <= num_predictions:
+        raise ValueError(f"masked word count {num_masked_words!r} is not in [1, "
+                         f"{num_predictions}] (the number of masked pieces)")
+    return float(teacher_loss) * num_predictions / num_masked_words
 
 
 class _AttachScoresFn(beam.DoFn):
@@ -45,11 +61,22 @@ class _AttachScoresFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(dl.DEAD_LETTER, dl.dead_letter(
                 dl.SCORE, example.language, self._teacher, scores.reason, example))
             return
+        try:
+            word_loss = loss_per_word(scores.teacher_loss, example.num_predictions,
+                                      example.num_masked_words)
+        except ValueError as error:
+            self._counters.inc(example.language, self._teacher,
+                               f"{metrics.DEAD_LETTER}/{dl.SCORE}")
+            yield beam.pvalue.TaggedOutput(dl.DEAD_LETTER, dl.dead_letter(
+                dl.SCORE, example.language, self._teacher,
+                f"{example.example_id}: {error}", example))
+            return
         self._counters.inc(example.language, self._teacher, metrics.SCORED)
         yield dataclasses.replace(example, teacher=self._teacher,
                                   teacher_topk_ids=scores.topk_ids,
                                   teacher_topk_logits=scores.topk_logits,
-                                  teacher_loss=scores.teacher_loss)
+                                  teacher_loss=scores.teacher_loss,
+                                  teacher_word_loss=word_loss)
 
 
 def _failed_batch_letters(element, teacher: str):

@@ -66,7 +66,7 @@ def main(argv):
     for language, manifest in result.manifests.items():
         entry = manifest.languages[language]
         print(f"{language}: {entry.examples} examples, {entry.masked_tokens} masked tokens, "
-              f"{len(entry.shards)} shards")
+              f"{len(entry.shards)} shards, token utilization {entry.token_utilization:.3f}")
     print(f"dead letters: {result.dead_letters}; output: {result.output_dir}; "
           f"{result.seconds:.1f} s")
     return 0

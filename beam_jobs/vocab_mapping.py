@@ -169,7 +169,9 @@ class _MapFn(beam.DoFn):
                     language=mapped.language, example_id=mapped.example_id,
                     teacher=mapped.teacher, teacher_loss=float(mapped.teacher_loss),
                     masked_tokens=mapped.num_predictions,
-                    serialized=record_schema.serialize(mapped, self._spec))
+                    serialized=record_schema.serialize(mapped, self._spec),
+                    real_tokens=int(np.sum(mapped.input_mask)),
+                    word_loss=float(mapped.teacher_word_loss))
         except Exception as error:  # pylint: disable=broad-except
             self._counters.inc(example.language, example.teacher,
                                f"{metrics.DEAD_LETTER}/{dl.MAP_TO_STUDENT}")

@@ -6,7 +6,8 @@ order its GroupByKey delivers, which depends on bundling; two runs over the same
 different files. MergeDistill needs reproducible shards (same inputs, config and seed → the same
 bytes), so this writer:
 
-  1. puts each record in shard `sha256(example_id, teacher) mod num_shards` (records.shard_of),
+  1. puts each record in shard `sha256(example_id) mod num_shards` (records.shard_of: every
+     copy of an example in the same shard),
   2. groups by (language, shard) — every shard of every language exists, even an empty one,
   3. sorts a shard's records by (example_id, teacher), drops exact repeats of that key (a
      document that occurs twice in the corpus; counted as `duplicate_copies`),
@@ -16,7 +17,8 @@ bytes), so this writer:
 Sorting by example id (a hash of the document) also spreads every document's segments and
 the corpus order over the shard: a cheap global shuffle for the student's reader.
 
-Each written shard yields a `ShardInfo` (file name, records, masked tokens, per teacher); the
+Each written shard yields a `ShardInfo` (file name, records, distinct example ids, masked tokens,
+real tokens = sum of input_mask, per teacher); the
 transform writes them all to `<directory>/shard_index.json`, from which the launcher builds
 the manifests. Memory: a worker holds one shard's serialized records while sorting; choose
 `num_shards` so a shard stays well below a worker's memory (e.g. <= 1 GB).
@@ -79,13 +81,19 @@ class _WriteShardFn(beam.DoFn):
                       self._compression)
         teachers: dict[str, dict[str, int]] = {}
         for record in unique:
-            entry = teachers.setdefault(record.teacher, {"examples": 0, "masked_tokens": 0})
+            entry = teachers.setdefault(record.teacher,
+                                        {"examples": 0, "masked_tokens": 0, "real_tokens": 0})
             entry["examples"] += 1
             entry["masked_tokens"] += record.masked_tokens
+            entry["real_tokens"] += record.real_tokens
             self._counters.inc(language, record.teacher, metrics.WRITTEN)
         yield {"language": language, "index": index, "file": name,
                "examples": len(unique),
+               # Sorted by example id, and every copy of an example is in this shard.
+               "unique_examples": sum(1 for i, r in enumerate(unique)
+                                      if i == 0 or unique[i - 1].example_id != r.example_id),
                "masked_tokens": sum(r.masked_tokens for r in unique),
+               "real_tokens": sum(r.real_tokens for r in unique),
                "teachers": dict(sorted(teachers.items()))}
 
 

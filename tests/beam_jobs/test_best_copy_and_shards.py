@@ -15,17 +15,23 @@ from beam_jobs.records import ScoredRecord, shard_file_name, shard_of
 from beam_jobs.write_shards import SHARD_INDEX, WriteShards, read_shard_index
 
 
-def _record(lang, eid, teacher, loss, masked=3):
+def _record(lang, eid, teacher, loss, masked=3, real_tokens=10, word_loss=None):
     payload = f"{lang}|{eid}|{teacher}|{loss}".encode()
-    return ScoredRecord(lang, eid, teacher, loss, masked, payload)
+    return ScoredRecord(lang, eid, teacher, loss, masked, payload, real_tokens,
+                        loss if word_loss is None else word_loss)
 
 
-def test_best_of_lowest_loss_then_teacher_name():
+def test_best_of_lowest_word_loss_then_teacher_name():
     a, b = _record("en", "x", "b", 1.0), _record("en", "x", "a", 1.0)
     c = _record("en", "x", "c", .5)
     assert best_of([a, b, c])[0] is c
     assert best_of([a, b])[0] is b
     assert best_of([b, a])[0] is b
+    # The per-word loss decides, not the per-piece teacher_loss: a teacher that splits the
+    # masked words into more, easier pieces has a lower per-piece mean but pays per word.
+    fine = _record("en", "y", "fine", 0.9, masked=6, word_loss=0.9 * 6 / 3)
+    coarse = _record("en", "y", "coarse", 1.2, masked=3, word_loss=1.2 * 3 / 3)
+    assert best_of([fine, coarse])[0] is coarse
 
 
 def test_select_best_copy_keeps_one_copy_per_example_in_best_languages():
@@ -92,5 +98,10 @@ def test_shards_are_sorted_complete_and_byte_identical(tmp_path, compression):
     assert sum(i["examples"] for i in index if i["language"] == "en") == 120
     assert sum(i["teachers"].get("t1", {}).get("examples", 0) for i in index) == 60
     assert sum(i["masked_tokens"] for i in index if i["language"] == "de") == 6
+    # Copies of an example share a shard: distinct examples and real tokens add up per shard.
+    assert sum(i["unique_examples"] for i in index if i["language"] == "en") == 60
+    assert sum(i["unique_examples"] for i in index if i["language"] == "de") == 3
+    assert sum(i["real_tokens"] for i in index) == 10 * 123
+    assert sum(i["teachers"].get("t2", {}).get("real_tokens", 0) for i in index) == 10 * 63
     assert json.loads(open(os.path.join(outputs[0], SHARD_INDEX)).read()) == index
     assert not [n for _, _, files in os.walk(outputs[0]) for n in files if "inprogress" in n]

@@ -101,6 +101,10 @@ def test_shards_parse_and_manifest_counts_equal_records_on_disk(workspace, best_
         entry = manifest.languages[language]
         assert entry.examples == len(records) > 0
         assert entry.masked_tokens == sum(r.num_predictions for r in records)
+        assert entry.unique_examples == len({r.example_id for r in records})
+        assert entry.real_tokens == sum(int(r.input_mask.sum()) for r in records)
+        assert entry.token_utilization == pytest.approx(
+            entry.real_tokens / (len(records) * 64), abs=1e-6)
         for teacher in teachers:
             mine = [r for r in records if r.teacher == teacher]
             assert entry.teachers[teacher].examples == len(mine)
@@ -179,27 +183,72 @@ def test_all_keeps_every_copy_and_best_the_lowest_loss_one(workspace, best_run, 
     assert len(kept) == len(best_records) == len(copies)      # one copy per example
     chosen = collections.Counter()
     for example_id, record in kept.items():
-        lowest = min(copies[example_id], key=lambda r: (r.teacher_loss, r.teacher))
+        # The copies mask the same words, so the lowest loss per masked word is the lowest
+        # summed cross-entropy: per-piece teacher_loss times the masked pieces.
+        lowest = min(copies[example_id],
+                     key=lambda r: (r.teacher_loss * r.num_predictions, r.teacher))
         assert record.teacher == lowest.teacher
         assert record.teacher_loss == lowest.teacher_loss
         chosen[record.teacher] += 1
     assert set(chosen) == {"en_a", "en_b"}                    # both teachers win somewhere
+    # Both modes count the same distinct examples (what language sampling uses).
+    manifest = all_result.manifests["en"]
+    assert manifest.languages["en"].unique_examples == len(copies) == len(kept)
+    assert manifest.languages["en"].examples == len(all_records) == 2 * len(copies)
+    assert manifest.sampling_count("en") == len(copies)
     # German (one teacher) is the same in both modes.
     assert _shard_bytes(best_out)["de/de-00000-of-00001.tfrecord.gz"] == \
         _shard_bytes(all_out)["de/de-00000-of-00001.tfrecord.gz"]
 
 
-def test_two_runs_give_byte_identical_shards(workspace, best_run, tmp_path):
-    """Same inputs, config and seed → the same bytes, whatever the runner's parallelism: a
-    multi-processing run with 2 workers against the in-memory run."""
-    out, _ = best_run
-    again = tmp_path / "again"
-    _run(workspace, again, args=["--direct_running_mode=multi_processing",
-                                 "--direct_num_workers=2"])
-    first, second = _shard_bytes(out), _shard_bytes(again)
-    assert sorted(first) == sorted(second) and len(first) == 3
-    for name in first:
-        assert first[name] == second[name], f"{name} differs between runs"
+def _blank_line_corpora(workspace, folder):
+    """The workspace corpora in BERT's format: runs of 1-6 lines, a blank line between them
+    (sometimes two, sometimes with spaces); returns the language config and the documents."""
+    languages, documents = {}, {}
+    for language, shards in (("en", 2), ("de", 1)):
+        lines = [line for line in pathlib.Path(workspace.corpora[language]).read_text(
+            encoding="utf-8").split("\n") if line.strip()]
+        docs, text, i = [], [], 0
+        while i < len(lines):
+            n = 1 + (i * 7) % 6
+            docs.append(lines[i:i + n])
+            text.append("\n".join(lines[i:i + n]))
+            i += n
+        path = folder / f"{language}.txt"
+        separators = ["\n\n", "\n  \n", "\n\n\n"]
+        path.write_text("".join(t + separators[j % 3] for j, t in enumerate(text)),
+                        encoding="utf-8")
+        languages[language] = {"corpus": [str(path)], "num_shards": shards}
+        documents[language] = docs
+    return languages, documents
+
+
+def test_blank_line_runs_pack_documents_and_give_byte_identical_shards(workspace, best_run,
+                                                                       tmp_path):
+    """BERT's blank-line format: a document's lines are packed into full sequences (higher
+    token utilization than one line a document), never across documents; and the same
+    inputs, config and seed give the same bytes whatever the runner's parallelism (a
+    multi-processing run with 2 workers against an in-memory run)."""
+    languages, documents = _blank_line_corpora(workspace, tmp_path)
+    first_out, again_out = tmp_path / "first", tmp_path / "again"
+    first = _run(workspace, first_out, document_format="blank_line", languages=languages)
+    _run(workspace, again_out, args=["--direct_running_mode=multi_processing",
+                                     "--direct_num_workers=2"],
+         document_format="blank_line", languages=languages)
+    first_bytes, second_bytes = _shard_bytes(first_out), _shard_bytes(again_out)
+    assert sorted(first_bytes) == sorted(second_bytes) and len(first_bytes) == 3
+    for name in first_bytes:
+        assert first_bytes[name] == second_bytes[name], f"{name} differs between runs"
+    line_out, _ = best_run
+    for language in ("en", "de"):
+        manifest, records = _records(first_out, language)
+        line_manifest = manifest_lib.read_manifest(str(line_out / language))
+        entry = manifest.languages[language]
+        assert manifest.counters["documents"] == len(documents[language])
+        assert manifest.counters["lines"] == sum(len(d) for d in documents[language])
+        assert entry.real_tokens == sum(int(r.input_mask.sum()) for r in records)
+        assert entry.token_utilization > line_manifest.languages[language].token_utilization
+        assert first.manifests[language].config["document_format"] == "blank_line"
 
 
 def test_failures_go_to_dead_letters_and_the_job_goes_on(workspace, tmp_path, monkeypatch):
@@ -207,8 +256,8 @@ def test_failures_go_to_dead_letters_and_the_job_goes_on(workspace, tmp_path, mo
     lines = pathlib.Path(workspace.corpora["en"]).read_bytes().split(b"\n")[:40]
     poison = b"This POISON document makes the example builder raise."
     invalid = "Ein ung\u00fcltiges Byte ".encode() + b"\xff\xfe" + b" steht in dieser Zeile."
-    # One word of several pieces: whole-word masking picks nothing (1 token to predict).
-    nothing_masked = b"Quixotically"
+    # One word of more than P = 10 pieces: no shared word fits P, nothing is masked.
+    nothing_masked = b"Zxqwvbnmkjhgfdsapoiuytrewqzx"
     corpus.write_bytes(b"\n".join(lines[:10] + [poison] + lines[10:20] + [invalid] + lines[20:]
                                   + [nothing_masked]))
     # The copy of the first document that en_b scores fails in the teacher step.
@@ -254,6 +303,7 @@ def test_failures_go_to_dead_letters_and_the_job_goes_on(workspace, tmp_path, mo
     assert manifest.dropped["en_b/dead_letter/score"] == 1
     assert manifest.dropped["invalid_utf8"] == 1
     assert manifest.dropped["en_a/no_masked_token"] == manifest.dropped["en_b/no_masked_token"] == 1
+    assert manifest.counters["p_limited_examples"] >= 1
     assert result.dead_letters == 2
     # Everything else was written: every copy but the failed one, the invalid-UTF-8 line too.
     keys = {(r.example_id, r.teacher) for r in records}

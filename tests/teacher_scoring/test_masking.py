@@ -233,7 +233,157 @@ def test_serializes_as_plain_mlm_record(corpus, masked):
     (dict(seq_length=128, max_predictions_per_seq=20, random_token_prob=0.6, keep_prob=0.6),
      "random_token_prob"),
     (dict(seq_length=128, max_predictions_per_seq=20, seed="x"), "seed"),
+    (dict(seq_length=128, max_predictions_per_seq=20, short_seq_prob=1.5), "short_seq_prob"),
 ])
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MaskingConfig(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def two_teachers():
+    return {"small_uncased": TeacherTokenizer(trained_vocab("en", 1000, True), True),
+            "big_cased": TeacherTokenizer(trained_vocab("en", 6000, False), False)}
+
+
+@pytest.fixture(scope="module")
+def shared(two_teachers):
+    """Shared-word masking of real segments: [(segment, {teacher: example})], and the counts."""
+    config = MaskingConfig(S, P, seed=99)
+    counts = collections.Counter()
+    documents = ["\n".join(demo_lines("en")[i:i + 12]) for i in range(0, 2400, 12)]
+    items = []
+    for segments in sg.segment_documents(documents, two_teachers, S - 2):
+        for segment in segments:
+            example_id = segment.example_id("en")
+            items.append((segment, masking.mask_shared_words(
+                segment.pieces, two_teachers, config, example_id, "en", counts)))
+    return items, counts
+
+
+def masked_words(pieces, example):
+    """The shared words of `example`'s masked pieces, and whether all their pieces are masked."""
+    k = example.num_predictions
+    chosen = example.masked_lm_positions[:k] - 1
+    words = np.unique(pieces.word_index[chosen])
+    complete = np.isin(pieces.word_index, words).sum() == k
+    return words.tolist(), complete
+
+
+def test_shared_masks_hide_the_same_words_in_every_copy(shared, two_teachers):
+    items, counts = shared
+    total_words = total_masked = 0
+    p_limited = 0
+    for segment, copies in items:
+        assert list(copies) == list(segment.pieces)
+        words = {}
+        for name, example in copies.items():
+            pieces = segment.pieces[name]
+            words[name], complete = masked_words(pieces, example)
+            assert complete, "a masked word is only partly masked"
+            assert example.num_predictions <= P
+            assert example.num_masked_words == len(words[name])
+            # Gold ids are the copy's own pieces; the layout is BERT's.
+            k = example.num_predictions
+            np.testing.assert_array_equal(example.masked_lm_ids[:k],
+                                          pieces.ids[example.masked_lm_positions[:k] - 1])
+            assert example.input_word_ids[0] == two_teachers[name].cls_id
+        assert words["small_uncased"] == words["big_cased"]
+        num_words = int(segment.pieces["big_cased"].word_index[-1]) + 1
+        target = max(1, round(0.15 * num_words))
+        assert len(words["big_cased"]) <= target
+        p_limited += len(words["big_cased"]) < target
+        total_words += num_words
+        total_masked += len(words["big_cased"])
+    assert len(items) > 300
+    assert counts[masking.MASKED_WORDS] == total_masked
+    assert counts[masking.P_LIMITED_EXAMPLES] == p_limited
+    # 15% of the shared words (minus what P forbids and per-example rounding).
+    assert 0.12 < total_masked / total_words < 0.16
+
+
+def test_shared_masks_replace_a_word_the_same_way_in_every_copy(shared, two_teachers):
+    """A word is [MASK] in every copy, or unchanged in every copy, or random in every copy;
+    80 / 10 / 10 over the words (4 sigma)."""
+    items, _ = shared
+    outcome = collections.Counter()
+    for segment, copies in items:
+        how = {}
+        for name, example in copies.items():
+            tokenizer, pieces = two_teachers[name], segment.pieces[name]
+            k = example.num_predictions
+            placed = example.input_word_ids[example.masked_lm_positions[:k]]
+            gold = example.masked_lm_ids[:k]
+            words = pieces.word_index[example.masked_lm_positions[:k] - 1]
+            for w in np.unique(words):
+                in_word = words == w
+                if np.all(placed[in_word] == tokenizer.mask_id):
+                    kind = "mask"
+                elif np.all(placed[in_word] == gold[in_word]):
+                    kind = "kept"
+                else:
+                    kind = "random"
+                    assert not np.any(placed[in_word] == tokenizer.mask_id)
+                how.setdefault(int(w), set()).add(kind)
+        for kinds in how.values():
+            assert len(kinds) == 1 or kinds == {"random", "kept"}  # a random id can equal gold
+            outcome["random" if "random" in kinds else kinds.pop()] += 1
+    n = sum(outcome.values())
+    assert n > 2000
+    for key, p in (("mask", 0.8), ("random", 0.1), ("kept", 0.1)):
+        assert abs(outcome[key] - n * p) < four_sigma(n, p) + 2, (key, outcome, n)
+
+
+def test_shared_masks_depend_on_seed_and_example_not_on_teacher_names(shared, two_teachers):
+    items, _ = shared
+    segment, copies = items[5]
+    config = MaskingConfig(S, P, seed=99)
+    renamed = {"a": segment.pieces["small_uncased"], "b": segment.pieces["big_cased"]}
+    again = masking.mask_shared_words(renamed, {"a": two_teachers["small_uncased"],
+                                                "b": two_teachers["big_cased"]},
+                                      config, segment.example_id("en"), "en")
+    np.testing.assert_array_equal(again["a"].masked_lm_positions,
+                                  copies["small_uncased"].masked_lm_positions)
+    differ = 0
+    for segment, copies in items[:100]:
+        other = masking.mask_shared_words(segment.pieces, two_teachers,
+                                          MaskingConfig(S, P, seed=100),
+                                          segment.example_id("en"), "en")
+        differ += not np.array_equal(other["big_cased"].masked_lm_positions,
+                                     copies["big_cased"].masked_lm_positions)
+    assert differ > 90
+
+
+def test_p_limit_skips_a_word_in_every_copy():
+    """A word whose pieces would take any copy past P is skipped (and counted) and the next
+    word tried, so all copies keep the same words."""
+    config = MaskingConfig(seq_length=64, max_predictions_per_seq=4, masked_lm_prob=0.5)
+    # 2 copies x 6 words: word 2 has 5 pieces in copy 1 (more than P alone).
+    per_word = np.array([[1, 1, 1, 1, 1, 1],
+                         [1, 1, 5, 1, 2, 1]])
+    seen_skip = False
+    for i in range(200):
+        counts = collections.Counter()
+        words, treatment = masking.choose_shared_words(per_word, config, f"x-{i}", counts)
+        assert 2 not in words.tolist()
+        assert np.all(per_word[:, words].sum(axis=1) <= 4)
+        assert len(words) == len(treatment) <= 3          # round(0.5 * 6)
+        assert counts[masking.MASKED_WORDS] == len(words)
+        if counts[masking.P_LIMITED_WORDS]:
+            seen_skip = True
+        assert counts[masking.P_LIMITED_EXAMPLES] == (len(words) < 3)
+    assert seen_skip
+    # No word fits: nothing is masked (the job drops such copies as no_masked_token).
+    counts = collections.Counter()
+    words, _ = masking.choose_shared_words(np.array([[5], [6]]), config, "y", counts)
+    assert len(words) == 0 and counts[masking.P_LIMITED_EXAMPLES] == 1
+
+
+def test_single_teacher_word_count():
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "##x", "##y"]
+    tokenizer = TeacherTokenizer(vocab, lower_case=False)
+    ids = np.array([5, 7, 8, 6, 6, 7])
+    starts = np.array([True, False, False, True, True, False])
+    config = MaskingConfig(64, 10, masked_lm_prob=0.99, whole_word_masking=True)
+    ex = masking.mask_segment(ids, starts, tokenizer, config, "w-0", "t", "xx")
+    assert ex.num_predictions == 6 and ex.num_masked_words == 3

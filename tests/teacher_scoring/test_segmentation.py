@@ -254,3 +254,108 @@ def test_random_mixed_script_text_never_loses_a_piece(teachers):
                 assert not got
             else:
                 np.testing.assert_array_equal(np.concatenate(got), full, err_msg=repr(text))
+
+
+def piece_starts(tokenizer, document, segments, name):
+    """Per segment, the byte offsets of teacher `name`'s pieces (from the whole document's
+    tokenization: segments hold consecutive slices of it)."""
+    starts = full_pieces(tokenizer, document).starts
+    out, i = [], 0
+    for segment in segments:
+        n = len(segment.pieces[name].ids)
+        out.append(starts[i:i + n])
+        i += n
+    return out
+
+
+def test_lines_of_a_document_are_packed_up_to_max_tokens(teachers):
+    """A blank_line document arrives as its lines joined with "\\n": segments run across line
+    boundaries and every segment but the last is full (the next word would not fit)."""
+    lines = demo_lines("en")[:80]
+    document = "\n".join(lines)
+    max_tokens = 62
+    segments = sg.segment_document(document, teachers, max_tokens)
+    check_segments(teachers, document, segments, max_tokens)
+    cleaned = clean_text(document).encode("utf-8")
+    # Most lines are short: most segments hold text of several lines.
+    assert clean_text(document) == " ".join(lines)
+    line_starts = np.cumsum([0] + [len(line.encode("utf-8")) + 1 for line in lines[:-1]])
+    crossing = [s for s in segments if np.any((line_starts > s.start) & (line_starts < s.end))]
+    assert len(crossing) >= 0.75 * len(segments)
+    common = common_word_starts(teachers, document)
+    for segment in segments[:-1]:
+        following = common[common > segment.end]
+        end = following[0] if len(following) else len(cleaned)
+        longer = cleaned[segment.start:end].decode("utf-8")
+        assert any(len(t.tokenize_with_offsets([longer])[0].ids) > max_tokens
+                   for t in teachers.values())
+    tightest = [max(len(s.pieces[n].ids) for n in teachers) for s in segments[:-1]]
+    assert np.mean(tightest) > 0.9 * max_tokens
+
+
+def test_short_seq_prob_draws_shorter_targets_deterministically(teachers):
+    document = "\n".join(demo_lines("en")[:150])
+    max_tokens = 126
+    full = sg.segment_document(document, teachers, max_tokens)
+    counts = collections.Counter()
+    short = sg.segment_document(document, teachers, max_tokens, counts, short_seq_prob=1.0,
+                                seed=3)
+    check_segments(teachers, document, short, max_tokens)
+    assert counts[sg.SHORT_TARGET] == len(short) > 2 * len(full)
+    # Targets uniform in [2, max_tokens]: the mean length is about half of the full ones'.
+    lengths = [max(len(s.pieces[n].ids) for n in teachers) for s in short[:-1]]
+    assert np.mean(lengths) < 0.7 * max_tokens
+    # Seeded by (seed, document): the same with any batching; another seed, other cuts.
+    again = sg.segment_documents(["other", document], teachers, max_tokens,
+                                 short_seq_prob=1.0, seed=3)[1]
+    assert [(s.start, s.end) for s in again] == [(s.start, s.end) for s in short]
+    other = sg.segment_document(document, teachers, max_tokens, short_seq_prob=1.0, seed=4)
+    assert [(s.start, s.end) for s in other] != [(s.start, s.end) for s in short]
+    # With p = 0.25, about a quarter of the targets are short (4 sigma).
+    counts = collections.Counter()
+    documents = ["\n".join(demo_lines("en")[i:i + 20]) for i in range(0, 1600, 20)]
+    results = sg.segment_documents(documents, teachers, max_tokens, counts,
+                                   short_seq_prob=0.25, seed=5)
+    n = counts[sg.SEGMENTS]
+    assert n == sum(len(r) for r in results) > 150
+    assert abs(counts[sg.SHORT_TARGET] - 0.25 * n) < 4 * np.sqrt(n * 0.25 * 0.75)
+    with pytest.raises(ValueError, match="short_seq_prob"):
+        sg.segment_document(document, teachers, max_tokens, short_seq_prob=1.5)
+
+
+def test_a_short_target_is_soft_when_no_word_fits(teachers):
+    """A target of 2 pieces cannot hold a 5-piece word: the segment grows to the hard limit
+    instead of cutting inside the word."""
+    word = "abcdefghij" * 2
+    document = " ".join([word] * 6)
+    counts = collections.Counter()
+    segments = sg.segment_document(document, teachers, 40, counts, short_seq_prob=1.0, seed=0)
+    check_segments(teachers, document, segments, 40)
+    assert counts[sg.LONG_WORD_SPLIT] == 0
+    assert all(s.pieces[n].word_starts[0] for s in segments for n in teachers)
+
+
+def test_shared_words_are_the_same_text_in_every_copy(teachers):
+    documents = demo_lines("en", 200) + ["\n".join(demo_lines("en")[300:360])]
+    for document, segments in zip(documents,
+                                  sg.segment_documents(documents, teachers, 30)):
+        starts = {n: piece_starts(t, document, segments, n) for n, t in teachers.items()}
+        for k, segment in enumerate(segments):
+            words = {}
+            for name in teachers:
+                index = segment.pieces[name].word_index
+                assert index[0] == 0 and np.all(np.diff(index) >= 0)
+                assert np.all(np.diff(index) <= 1)          # no empty shared word
+                first = np.flatnonzero(np.diff(index)) + 1   # first piece of words 1, 2, ...
+                # Words 1, 2, ... start at the same byte in every copy, at a word start.
+                assert segment.pieces[name].word_starts[first].all()
+                words[name] = starts[name][k][first].tolist()
+            assert len({tuple(w) for w in words.values()}) == 1, (document, k)
+    # One teacher: its own words.
+    one = {"big_cased": teachers["big_cased"]}
+    for segments in sg.segment_documents(documents[:50], one, 30):
+        for segment in segments:
+            pieces = segment.pieces["big_cased"]
+            np.testing.assert_array_equal(pieces.word_index,
+                                          np.cumsum(pieces.word_starts | (
+                                              np.arange(len(pieces.ids)) == 0)) - 1)
