@@ -9,7 +9,7 @@ manifest per language. See docs/scoring_job.md.
     python -m beam_jobs.score_corpora --config configs/scoring/demo.yaml
 
     # Dataflow:
-    python -m beam_jobs.score_corpora --config configs/scoring/wikipedia_similar.yaml \
+    python -m beam_jobs.score_corpora --config configs/scoring/student_similar.yaml \
         --runner DataflowRunner --project $PROJECT --region $REGION \
         --temp_location gs://$BUCKET/tmp --setup_file ./setup.py \
         --requirements_file requirements.txt

@@ -18,7 +18,7 @@ CONFIGS = REPO_ROOT / "configs" / "student"
 PAPER_STUDENTS = [
     ("student_similar.yaml", 99_112, 162e6, None, 250_000),
     ("student_dissimilar.yaml", 180_996, 225e6, None, 250_000),
-    ("student_muril.yaml", 288_973, 160e6, 256, 500_000),
+    ("student_mbert_muril.yaml", 288_973, 160e6, 256, 500_000),
 ]
 
 
