@@ -6,8 +6,10 @@ repeat -> (record, language_id). The languages are then sampled with
 
     p_l = n_l ** alpha / sum_m n_m ** alpha        (alpha = data.sampling_alpha, paper: 0.7)
 
-where n_l is the number of examples of l in its manifest; sampling is per example, so every batch
-mixes languages (paper Sec. 3.1, Step 4). Records are batched with drop_remainder (static shapes)
+where n_l is the number of distinct examples of l in its manifest (`unique_examples`: in `all`
+mode each example has a copy per teacher, and counting copies would weight a language by its
+number of teachers; `all` and `best` shards of the same text thus get the same mixture);
+sampling is per example, so every batch mixes languages (paper Sec. 3.1, Step 4). Records are batched with drop_remainder (static shapes)
 and parsed with `teacher_scoring.record_schema.parse_batch` (the one reader of the layout).
 
 Output features of one batch (B = per-replica batch size):
@@ -64,7 +66,7 @@ class StudentInputPipeline:
         self.use_teacher = use_teacher
         self.spec = shard_sources.reading_spec(data_config, use_teacher)
         self.languages = tuple(s.language for s in self.sources)
-        self.weights = sampling_weights([s.num_examples for s in self.sources],
+        self.weights = sampling_weights([s.num_unique_examples for s in self.sources],
                                         data_config.sampling_alpha)
 
     @property

@@ -51,7 +51,15 @@ class LanguageSource:
 
     @property
     def num_examples(self) -> int:
+        """Records on disk (in `all` mode: one per example and teacher)."""
         return self.manifest.languages[self.language].examples
+
+    @property
+    def num_unique_examples(self) -> int:
+        """Distinct examples (example ids): what language sampling counts, so that `all` and
+        `best` shards of the same text give the same language mixture
+        (manifest.Manifest.sampling_count)."""
+        return self.manifest.sampling_count(self.language, self.manifest_path)
 
     @property
     def compression(self) -> str:
@@ -169,6 +177,7 @@ def open_sources(shards: dict[str, str], data_config: config_lib.DataConfig,
         if manifest.languages[language].examples <= 0:
             raise ShardError(f"{where}: language {language!r} has "
                              f"{manifest.languages[language].examples} examples")
+        manifest.sampling_count(language, where)  # refuses an `all` manifest without the count
         sources.append(LanguageSource(language=language, shard_dir=shard_dir, manifest=manifest,
                                       files=tuple(files)))
     return sources

@@ -118,3 +118,30 @@ def test_iterator_position_is_checkpointable(tmp_path, scored_shards, student_vo
     tf.train.Checkpoint(iterator=fresh).read(path).assert_consumed()
     got = [next(fresh)["input_word_ids"].numpy() for _ in range(3)]
     assert all(np.array_equal(x, y) for x, y in zip(expected, got))
+
+
+def _as_copies_mode(folder, copies_mode, unique_examples):
+    """Rewrites a fixture folder's manifest as written by the scoring job in `copies_mode`."""
+    from teacher_scoring import manifest as manifest_lib
+    manifest = manifest_lib.read_manifest(folder)
+    manifest.copies_mode = copies_mode
+    for entry in manifest.languages.values():
+        entry.unique_examples = unique_examples
+    manifest_lib.write_manifest(manifest, folder)
+
+
+def test_sampling_counts_distinct_examples_not_copies(tmp_path, student_vocab):
+    """`all` shards hold one copy per teacher: 90 records of 45 examples weigh like 45, so an
+    `all` run and a `best` run of the same text sample the same language mixture."""
+    all_en = make_shards(tmp_path / "all_en", student_vocab, {"en": 90}, seed=1)
+    _as_copies_mode(all_en, "all", 45)
+    best_en = make_shards(tmp_path / "best_en", student_vocab, {"en": 45}, seed=2)
+    _as_copies_mode(best_en, "best", 45)
+    de = make_shards(tmp_path / "de", student_vocab, {"de": 10}, seed=3)
+    expected = np.array([45.0, 10.0]) ** 0.7
+    expected /= expected.sum()
+    for en in (all_en, best_en):
+        pipeline = _pipeline({"en": en, "de": de}, student_vocab)
+        assert [s.num_unique_examples for s in pipeline.sources] == [45, 10]
+        np.testing.assert_allclose(pipeline.weights, expected)
+    assert pipeline.sources[0].num_examples == 45

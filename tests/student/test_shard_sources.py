@@ -150,3 +150,17 @@ def test_scan_finds_out_of_range_ids_and_empty_shards(tmp_path, student_vocab):
     with pytest.raises(shard_sources.ShardError, match="every shard of 'en' is corrupt"):
         shard_sources.drop_corrupt_shards([source], spec, 300)
     assert shard_sources.scan_shards([source], spec, 1000)[0].error == "no records"
+
+
+def test_an_all_manifest_without_distinct_examples_is_refused(tmp_path, student_vocab):
+    """A manifest of copies mode `all` written before `unique_examples` existed counts every
+    teacher's copy: sampling cannot use it, and says why. `single` / `best` ones (one record
+    an example) still work with their `examples`."""
+    folder = make_shards(tmp_path / "en", student_vocab, {"en": 6})
+    manifest = manifest_lib.read_manifest(folder)
+    assert manifest.languages["en"].unique_examples is None
+    assert _open({"en": folder}, student_vocab)[0].num_unique_examples == 6
+    manifest.copies_mode = "all"
+    manifest_lib.write_manifest(manifest, folder)
+    with pytest.raises(manifest_lib.ManifestError, match=r"manifest\.json.*unique_examples"):
+        _open({"en": folder}, student_vocab)

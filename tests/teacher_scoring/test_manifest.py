@@ -107,3 +107,60 @@ def test_vocab_hashes_agree(tmp_path):
     path = tmp_path / "vocab.txt"
     path.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
     assert mf.sha256_of_file(str(path)) == mf.sha256_of_tokens(tokens)
+
+
+def counted_entry(**overrides) -> mf.LanguageEntry:
+    """A language entry with the counts every writer now records (20 copies of 10 examples,
+    S = 128)."""
+    fields = dict(examples=20, masked_tokens=300, shards=["en-00000-of-00001.tfrecord"],
+                  teachers={"bert_en": mf.TeacherCounts(20, 300, 2000)}, unique_examples=10,
+                  real_tokens=2000, token_utilization=mf.token_utilization(2000, 20, 128))
+    fields.update(overrides)
+    return mf.LanguageEntry(**fields)
+
+
+def test_utilization_and_distinct_examples_round_trip(tmp_path):
+    manifest = make_manifest(languages={"en": counted_entry()})
+    assert manifest.languages["en"].token_utilization == 0.78125     # 2000 / (20 * 128)
+    mf.write_manifest(manifest, str(tmp_path))
+    back = mf.read_manifest(str(tmp_path))
+    assert back == manifest
+    assert back.sampling_count("en") == 10
+    assert mf.token_utilization(0, 0, 128) == 0.0
+
+
+def test_manifests_without_the_new_counts_still_load(tmp_path):
+    """Written before unique_examples / real_tokens / token_utilization: they read as None;
+    sampling uses `examples` unless the copies mode is `all` (copies, not examples)."""
+    data = json.loads(make_manifest(copies_mode="best").to_json())
+    for field in ("unique_examples", "real_tokens", "token_utilization"):
+        del data["languages"]["en"][field]
+    del data["languages"]["en"]["teachers"]["bert_en"]["real_tokens"]
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    back = mf.read_manifest(str(tmp_path))
+    assert back.languages["en"].unique_examples is None
+    assert back.sampling_count("en") == 10
+    back.copies_mode = "all"
+    with pytest.raises(mf.ManifestError, match="unique_examples"):
+        back.sampling_count("en", "x/manifest.json")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(unique_examples=21), "unique_examples 21"),
+    (dict(unique_examples=0), "unique_examples 0"),
+    (dict(token_utilization=0.9), "token_utilization 0.9 is not"),
+    (dict(real_tokens=20 * 128 + 1, token_utilization=1.0), "real_tokens 2561"),
+    (dict(token_utilization=None), "go together"),
+])
+def test_inconsistent_counts_are_refused(overrides, message):
+    manifest = make_manifest(languages={"en": counted_entry(**overrides)})
+    with pytest.raises(mf.ManifestError, match=message):
+        manifest.validate("x/manifest.json")
+
+
+def test_token_utilization_must_be_a_number(tmp_path):
+    data = json.loads(make_manifest(languages={"en": counted_entry()}).to_json())
+    data["languages"]["en"]["token_utilization"] = "high"
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(mf.ManifestError, match="token_utilization' must be float"):
+        mf.read_manifest(str(tmp_path))
