@@ -27,10 +27,12 @@ References (all with the same vocab file, `tokenize_chinese_chars=True`, `strip_
 It also measures tokens/s of `TeacherTokenizer.tokenize_with_offsets` (and of the HF
 tokenizers, for scale) on the bundled demo text (--speed_glob).
 
-Usage, from the repo root:
+Usage, from the repo root after `./install.sh --test` (transformers is a test requirement),
+with `path/to/shared/corpora/dev/` holding one `<lang>.txt` a language (the bundled
+`data/corpora/udhr/*.txt` works too):
 
-  /work/venv/bin/python -m teacher_scoring.tokenizer_parity \
-      --corpus_glob='../shared/corpora/dev/*.txt' --output=/tmp/tokenizer_parity.md
+  .venv/bin/python -m teacher_scoring.tokenizer_parity \
+      --corpus_glob='path/to/shared/corpora/dev/*.txt' --output=tokenizer_parity.md
 
 Relative globs are relative to the repo root. Exits with status 1 if any language is below
 --min_identical_percent against `slow`.
