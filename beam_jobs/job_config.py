@@ -92,8 +92,9 @@ class JobConfig:
     # Documents tokenized together in one tokenizer call (throughput only; results do not
     # depend on it).
     document_batch_size: int = 64
-    # XLA-compile the teachers' scoring functions (jit_compile of make_score_fn).
-    jit_compile: bool = False
+    # XLA-compile the teachers' scoring functions (jit_compile of make_score_fn): on by default,
+    # the faster way on CPU (bench/bench_scoring.py); `false` for a teacher XLA cannot compile.
+    jit_compile: bool = True
     # Corpus format (teacher_scoring.documents): `line` (one document a line) or `blank_line`
     # (BERT's format: a blank line between documents; a document's lines are packed).
     document_format: str = "line"

@@ -264,7 +264,13 @@ class JobResult:
 
 
 def default_pipeline_args(pipeline_args: Sequence[str]) -> list[str]:
-    """DirectRunner in multi-processing mode on every core unless the arguments say otherwise."""
+    """DirectRunner in `in_memory` mode unless the arguments say otherwise.
+
+    in_memory is the DirectRunner's fastest mode for this job (bench/bench_scoring.py,
+    docs/scoring_job.md): the teacher's TensorFlow ops already use every core, while
+    multi_processing loads and compiles every teacher once per worker process and moves every
+    element between processes. `multi_processing` gets one worker per core when not given.
+    """
     args = list(pipeline_args)
     joined = " ".join(args)
     if "--runner" not in joined:
@@ -272,7 +278,7 @@ def default_pipeline_args(pipeline_args: Sequence[str]) -> list[str]:
     runner = PipelineOptions(args).get_all_options()["runner"] or "DirectRunner"
     if "Direct" in runner:
         if "--direct_running_mode" not in joined:
-            args.append("--direct_running_mode=multi_processing")
+            args.append("--direct_running_mode=in_memory")
         mode = PipelineOptions(args).get_all_options()["direct_running_mode"]
         if "--direct_num_workers" not in joined and mode != "in_memory":
             args.append(f"--direct_num_workers={os.cpu_count() or 1}")

@@ -47,7 +47,8 @@ def test_valid_config_loads(tmp_path):
     assert config.copies_mode_of("en") == "best"
     assert config.copies_mode_of("de") == "single"
     assert config.shard_spec.logits_dtype == "float16"
-    assert config.document_batch_size == 64 and config.jit_compile is False
+    assert config.document_batch_size == 64 and config.jit_compile is True
+    assert config.document_format == "line" and config.short_seq_prob == 0.0
     # Round trip through to_dict (what the manifest records).
     again = job_config.from_dict(config.to_dict(), source="again")
     assert again.to_dict() == config.to_dict()
@@ -71,6 +72,9 @@ def test_overrides_revalidate(tmp_path):
     (lambda d: d.update(logits_dtype="bfloat16"), "logits_dtype", "bfloat16"),
     (lambda d: d.update(compression="ZLIB"), "compression", "ZLIB"),
     (lambda d: d.update(copies_mode="some"), "copies_mode", "some"),
+    (lambda d: d.update(document_format="sentences"), "document_format", "sentences"),
+    (lambda d: d.update(short_seq_prob=1.2), "short_seq_prob", r"\[0, 1\]"),
+    (lambda d: d.update(short_seq_prob="often"), "short_seq_prob", "must be a number"),
     (lambda d: d["languages"]["en"].update(shards=3), "languages.en.shards", "unknown key"),
     (lambda d: d["languages"]["en"].update(num_shards=0), "languages.en.num_shards", "> 0"),
     (lambda d: d["languages"]["en"].update(corpus=[]), "languages.en.corpus", "non-empty"),
