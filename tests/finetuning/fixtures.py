@@ -20,9 +20,10 @@ TINY = dict(hidden_size=32, num_layers=2, num_attention_heads=2, intermediate_si
             max_position_embeddings=128)
 
 
-def conllu_blocks(path: pathlib.Path) -> list[str]:
+def conllu_blocks(path) -> list[str]:
     """The sentence blocks of a CoNLL-U file (comments and token lines, no blank lines)."""
-    return [b for b in path.read_text(encoding="utf-8").strip("\n").split("\n\n") if b.strip()]
+    text = pathlib.Path(path).read_text(encoding="utf-8")
+    return [b for b in text.strip("\n").split("\n\n") if b.strip()]
 
 
 def write_conllu(path: pathlib.Path, blocks: list[str]) -> str:
@@ -34,9 +35,9 @@ def split_bundled(path: pathlib.Path, folder: pathlib.Path, dev_sentences: int =
                   ) -> tuple[str, str]:
     """Writes the bundled slice as train (all but the first `dev_sentences`) and dev (those)."""
     blocks = conllu_blocks(path)
-    stem = path.name.split(".")[0]
-    return (write_conllu(folder / f"{stem}-train.conllu", blocks[dev_sentences:]),
-            write_conllu(folder / f"{stem}-dev.conllu", blocks[:dev_sentences]))
+    treebank = path.name.split("-")[0]  # en_ewt
+    return (write_conllu(folder / f"{treebank}-train.conllu", blocks[dev_sentences:]),
+            write_conllu(folder / f"{treebank}-dev.conllu", blocks[:dev_sentences]))
 
 
 def write_text(path: pathlib.Path, text: str) -> str:

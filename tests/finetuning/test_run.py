@@ -1,0 +1,185 @@
+"""`finetuning.run`: argument parsing and checks, end to end on a tiny teacher and student
+(POS on the bundled EWT slice learns beyond the majority tag; results written; reruns skip
+finished runs), and the command line with NER, classification and a test file."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from finetuning import data
+from finetuning import run as run_lib
+from finetuning import training
+from tests.conftest import REPO_ROOT
+from tests.finetuning.fixtures import BOUN, EWT, conllu_blocks, split_bundled, write_text
+
+
+def test_parse_task():
+    task = run_lib.parse_task("name=pos,type=pos,language=en,train=a.conllu,dev=b.conllu,"
+                              "test=c.conllu,format=conllu,seq_length=64")
+    assert task == run_lib.TaskSpec("pos", "pos", "en", "a.conllu", "b.conllu", "c.conllu",
+                                    "conllu", 64)
+    assert task.key == "pos/en"
+    minimal = run_lib.parse_task("name=ner,type=ner,language=tr,train=t.tsv,dev=d.tsv")
+    assert (minimal.test, minimal.format, minimal.seq_length) == (None, "auto", None)
+    for value, message in (
+            ("name=pos,type=pos,language=en,train=a", "missing ['dev']"),
+            ("name=pos,type=qa,language=en,train=a,dev=b", "type 'qa'; known"),
+            ("name=pos,kind=pos", "unknown key 'kind'"),
+            ("name=pos,name=x,type=pos", "key 'name' given twice"),
+            ("name=pos,type=pos,language=en,train=a,dev=b,oops", "'oops' is not key=value"),
+            ("name=p o s,type=pos,language=en,train=a,dev=b", "must match"),
+            ("name=c,type=classification,language=en,train=a,dev=b,format=tsv",
+             "format applies to pos/ner files only"),
+            ("name=p,type=pos,language=en,train=a,dev=b,format=xml", "format 'xml'"),
+            ("name=p,type=pos,language=en,train=a,dev=b,seq_length=big", "not an integer")):
+        with pytest.raises(run_lib.RunError, match=re.escape(message)):
+            run_lib.parse_task(value)
+
+
+def test_parse_models_and_check_plan(teacher_folders):
+    teacher = run_lib.parse_teacher(f"en={teacher_folders['en']}")
+    assert (teacher.language, teacher.name) == ("en", "en_tiny")  # teacher.json's name
+    named = run_lib.parse_teacher(f"en:bert=/x/y")
+    assert (named.language, named.name, named.path) == ("en", "bert", "/x/y")
+    assert run_lib.parse_teacher("tr=/models/berturk/").name == "berturk"
+    student = run_lib.parse_student("kd=/s/export")
+    assert (student.kind, student.name) == ("student", "kd")
+    for parse, value in ((run_lib.parse_teacher, "en"), (run_lib.parse_student, "kd")):
+        with pytest.raises(run_lib.RunError, match="expected"):
+            parse(value)
+    pos_tr = run_lib.parse_task("name=pos,type=pos,language=tr,train=a,dev=b")
+    with pytest.raises(run_lib.RunError, match=r"pos/tr: no --teacher tr=PATH"):
+        run_lib.check_plan([pos_tr], [teacher], [student])
+    pos_en = run_lib.parse_task("name=pos,type=pos,language=en,train=a,dev=b")
+    with pytest.raises(run_lib.RunError, match="given twice"):
+        run_lib.check_plan([pos_en, pos_en], [teacher], [])
+    with pytest.raises(run_lib.RunError, match="two teachers of en are named 'en_tiny'"):
+        run_lib.check_plan([pos_en], [teacher, teacher], [])
+    with pytest.raises(run_lib.RunError, match="'kd' given twice"):
+        run_lib.check_plan([pos_en], [teacher], [student, student])
+    assert [m.name for m in run_lib.models_of(pos_en, [teacher, named], [student])] == [
+        "en_tiny", "bert", "kd"]
+
+
+def _majority(path) -> float:
+    """Accuracy of always predicting the most frequent tag of the file."""
+    labels = [label for s in data.read_conllu(path).sentences for label in s.labels]
+    return max(labels.count(label) for label in set(labels)) / len(labels)
+
+
+@pytest.mark.slow
+def test_pos_end_to_end_learns_writes_results_and_resumes(tmp_path, teacher_folders,
+                                                          student_export):
+    train, dev = split_bundled(EWT, tmp_path)
+    task = run_lib.parse_task(f"name=pos,type=pos,language=en,train={train},dev={dev}")
+    teachers = [run_lib.parse_teacher(f"en={teacher_folders['en']}"),
+                run_lib.parse_teacher(f"tr={teacher_folders['tr']}")]  # not used: no tr task
+    students = [run_lib.parse_student(f"kd={student_export[0]}")]
+    hparams = training.Hyperparameters(batch_size=8, learning_rate=5e-3, epochs=5)
+    out = str(tmp_path / "out")
+    lines = []
+    result = run_lib.run([task], teachers, students, out, hparams, seeds=[1, 2], seq_length=64,
+                         log=lines.append)
+    majority = _majority(dev)
+    models = {m["name"]: m for m in result["tasks"][0]["models"]}
+    assert list(models) == ["en_tiny", "kd"]
+    for model in models.values():
+        assert model["seeds"] == [1, 2] and model["std"] is not None
+        assert model["mean"] > majority + 0.1, (model, majority, lines)
+    assert result["rdt"]["pos"]["kd"]["per_language"]["en"] == pytest.approx(
+        100 * (models["kd"]["mean"] - models["en_tiny"]["mean"]) / models["en_tiny"]["mean"])
+    assert sum("epoch 5/5" in line for line in lines) == 4
+    assert any(line.startswith("[pos/en] pos, S=64, 17 labels; examples used: train 150/150 "
+                               "(36 multiword tokens skipped); dev 50/50") for line in lines)
+    for kind in ("json", "md", "png"):
+        assert os.path.getsize(os.path.join(out, f"results.{kind}")) > 0
+    saved = json.loads(open(os.path.join(out, "results.json"), encoding="utf-8").read())
+    assert saved["tasks"][0]["models"][1]["scores"] == models["kd"]["scores"]
+    assert "| en | student `kd` |" in open(os.path.join(out, "results.md"),
+                                            encoding="utf-8").read()
+    record = os.path.join(out, "runs", "pos", "en", "student-kd", "seed-2.json")
+    assert json.loads(open(record, encoding="utf-8").read())["result"]["best_epoch"] >= 1
+
+    # Rerun: every run is finished, nothing is trained again, the same results come out.
+    again = []
+    rerun = run_lib.run([task], teachers, students, out, hparams, seeds=[1, 2], seq_length=64,
+                        log=again.append)
+    assert sum("finished earlier, kept" in line for line in again) == 4
+    assert not any("epoch" in line for line in again)
+    assert rerun["tasks"] == json.loads(json.dumps(result["tasks"]))
+    # One more seed: only that one runs.
+    more = []
+    run_lib.run([task], teachers, students, out, hparams, seeds=[1, 2, 3], seq_length=64,
+                log=more.append)
+    assert sum("finished earlier, kept" in line for line in more) == 4
+    assert sum("epoch 5/5" in line for line in more) == 2
+    # Other settings for the same OUT: refused, naming the setting.
+    with pytest.raises(run_lib.RunError, match=r"seed-1.json: this finished run was made with "
+                                               r"other settings \(hyperparameters.epochs: 5 "
+                                               r"then, 6 now\)"):
+        run_lib.run([task], teachers, students, out,
+                    training.Hyperparameters(batch_size=8, learning_rate=5e-3, epochs=6),
+                    seeds=[1], seq_length=64, log=lambda _: None)
+    with pytest.raises(run_lib.RunError, match=r"S=256 exceeds the 128 positions of teacher "
+                                               r"en_tiny"):
+        run_lib.run([task], teachers, students, str(tmp_path / "other"), hparams, seeds=[1],
+                    log=lambda _: None)
+
+
+def _cli(*args, timeout=900):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    env.pop("PYTHONPATH", None)
+    return subprocess.run([sys.executable, "-m", "finetuning.run", *args], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.slow
+def test_command_line_ner_classification_and_test_file(tmp_path, teacher_folders,
+                                                       student_export):
+    # NER (IOB2) and classification files made here, in Turkish words from the BOUN slice.
+    words = [line.split("\t")[1] for block in conllu_blocks(BOUN)[:60]
+             for line in block.split("\n") if line[:1].isdigit() and "-" not in
+             line.split("\t")[0]]
+    sentences = [words[i:i + 8] for i in range(0, 400, 8)]
+    tags = ["B-PER", "I-PER", "O", "O", "B-LOC", "O", "B-ORG", "I-ORG"]
+    ner = "\n\n".join("\n".join(f"{w}\t{t}" for w, t in zip(s, tags)) for s in sentences) + "\n"
+    ner_train = write_text(tmp_path / "ner-train.tsv", ner)
+    ner_dev = write_text(tmp_path / "ner-dev.tsv", ner.split("\n\n", 30)[-1])
+    reviews = "".join(f"{'pos' if i % 2 else 'neg'}\t{' '.join(s)}\n"
+                      for i, s in enumerate(sentences))
+    cls_train = write_text(tmp_path / "cls-train.tsv", reviews)
+    cls_dev = write_text(tmp_path / "cls-dev.tsv", reviews[: len(reviews) // 2])
+    out = tmp_path / "out"
+    common = [f"--output_dir={out}", f"--teacher=tr={teacher_folders['tr']}",
+              f"--student=kd={student_export[0]}", "--seeds=1", "--epochs=1",
+              "--max_train_examples=40", "--max_eval_examples=20", "--seq_length=32"]
+    done = _cli(*common,
+                f"--task=name=ner,type=ner,language=tr,train={ner_train},dev={ner_dev},"
+                f"test={ner_dev}",
+                f"--task=name=sentiment,type=classification,language=tr,train={cls_train},"
+                f"dev={cls_dev}")
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    stdout = done.stdout
+    assert "[ner/tr] ner, S=32, 7 labels; examples used: train 40/50; dev 20/20; test 20/20" \
+        in stdout
+    assert "[sentiment/tr] classification, S=32, 2 labels" in stdout
+    assert re.search(r"\[ner/tr\] teacher tr_tiny seed 1: best dev f1 [\d.]+ at epoch 1, test ",
+                     stdout)
+    assert "| language | model | ner (F1, test) | sentiment (acc, dev) |" in stdout
+    assert "| **RDT (%)** | student `kd` |" in stdout
+    assert "INFO" not in done.stderr and "I external" not in done.stderr
+    saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert [t["split"] for t in saved["tasks"]] == ["test", "dev"]
+    assert saved["tasks"][0]["files"]["test"]["used"] == 20
+
+    # Errors: a clear message and a non-zero exit before any training.
+    bad = write_text(tmp_path / "bad-dev.tsv", "kitap\tB-MISC\n")
+    failed = _cli(*common, f"--task=name=ner,type=ner,language=tr,train={ner_train},dev={bad}")
+    assert failed.returncode != 0
+    assert f"error: {bad}:1: label 'B-MISC' never occurs in the training file" in failed.stderr
+    failed = _cli(*common, f"--task=name=ner,type=ner,language=en,train={ner_train},dev={bad}")
+    assert "error: --task ner/en: no --teacher en=PATH" in failed.stderr
