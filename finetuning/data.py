@@ -138,7 +138,8 @@ def _read_lines(path: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def detect_tagging_format(path: str, format: str = "auto") -> str:  # pylint: disable=redefined-builtin
+def detect_tagging_format(path: str,
+                          format: str = "auto") -> str:  # pylint: disable=redefined-builtin
     """The tagging format of a file: `format` if given, else from the extension (.conllu)."""
     if format == "auto":
         return CONLLU if path.endswith(".conllu") else TOKEN_LABEL
@@ -277,7 +278,8 @@ def read_token_label(path: str) -> TaggingFile:
     return TaggingFile(path, sentences)
 
 
-def read_tagging(path: str, format: str = "auto") -> TaggingFile:  # pylint: disable=redefined-builtin
+def read_tagging(path: str,
+                 format: str = "auto") -> TaggingFile:  # pylint: disable=redefined-builtin
     """Reads a tagging file in `format` (CONLLU, TOKEN_LABEL, or "auto": by extension)."""
     if detect_tagging_format(path, format) == CONLLU:
         return read_conllu(path)

@@ -103,6 +103,11 @@ def with_dropout(encoder: tf_keras.layers.Layer, dropout: float) -> tf_keras.lay
         raise EncoderError(f"{type(encoder).__name__}: its config has no {missing}; only "
                            "tf-models BertEncoder / BertEncoderV2 encoders can be fine-tuned")
     config.update(output_dropout=float(dropout), attention_dropout=float(dropout))
+    layers = getattr(encoder, "transformer_layers", None)
+    if layers and "inner_activation" in config:
+        # The callable itself: a serialized name only deserializes for Keras-registered
+        # functions (e.g. not the loaders' tanh-approximated GELU).
+        config["inner_activation"] = layers[0]._inner_activation  # pylint: disable=protected-access
     fresh = type(encoder).from_config(config)
     _build(fresh)
     source = [_strip_scope(v.name) for v in encoder.weights]

@@ -145,8 +145,8 @@ def to_markdown(results: dict) -> str:
         lines.append(f"| **RDT (%)** | student `{student}` | " + " | ".join(cells) + " |")
     seeds = sorted({len(m["scores"]) for t in results["tasks"] for m in t["models"]})
     lines += ["", f"Scores in %: mean ± sample standard deviation over "
-              f"{'/'.join(str(s) for s in seeds)} seed(s); each run's score is its best dev epoch's "
-              "(or, with a test file, the test score of that epoch's model). RDT: "
+              f"{'/'.join(str(s) for s in seeds)} seed(s); each run's score is its best dev "
+              "epoch's (or, with a test file, the test score of that epoch's model). RDT: "
               f"{results['rdt_definition']}.", ""]
     for name in names:
         for student, entry in results["rdt"].get(name, {}).items():

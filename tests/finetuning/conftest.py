@@ -8,11 +8,12 @@ from tests.finetuning import fixtures
 
 @pytest.fixture(scope="session")
 def teacher_folders(tmp_path_factory) -> dict[str, str]:
-    """language -> teacher folder (en: tfm_checkpoint, uncased; tr: Google checkpoint, cased)."""
+    """language -> teacher folder (en: tfm_checkpoint, uncased, exact GELU; tr: Google
+    checkpoint, cased, tanh GELU as original BERT)."""
     root = tmp_path_factory.mktemp("teachers")
     return {"en": fixtures.make_teacher(root / "en", "en", "tfm_checkpoint", lower_case=True),
             "tr": fixtures.make_teacher(root / "tr", "tr", "google_bert_checkpoint",
-                                        lower_case=False, seed=1)}
+                                        lower_case=False, seed=1, hidden_act="gelu_tanh")}
 
 
 @pytest.fixture(scope="session")

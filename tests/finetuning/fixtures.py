@@ -67,13 +67,14 @@ def random_bert_mlm(vocab_size: int, seed: int = 0, hidden_act: str = "gelu"):
 
 
 def make_teacher(folder: pathlib.Path, language: str, format_name: str = "tfm_checkpoint",
-                 vocab_size: int = 1200, lower_case: bool = True, seed: int = 0) -> str:
+                 vocab_size: int = 1200, lower_case: bool = True, seed: int = 0,
+                 hidden_act: str = "gelu") -> str:
     """A tiny random teacher folder in `format_name` with a WordPiece vocab trained on the
-    bundled demo text of `language`."""
+    bundled demo text of `language` (`hidden_act`: a bert_mlm activation name)."""
     from teacher_scoring import export
 
     vocab = trained_vocab(language, vocab_size, lower_case=lower_case)
-    model = random_bert_mlm(len(vocab), seed)
+    model = random_bert_mlm(len(vocab), seed, hidden_act)
     writers = {"tfm_checkpoint": export.export_tfm_checkpoint,
                "google_bert_checkpoint": export.export_google_bert_checkpoint,
                "hf_folder": export.export_hf_folder}

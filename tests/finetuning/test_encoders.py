@@ -29,10 +29,12 @@ def _sequence_output(encoder, inputs, training=False) -> np.ndarray:
     return encoder(inputs, training=training)["sequence_output"].numpy()
 
 
-@pytest.mark.parametrize("format_name", ["tfm_checkpoint", "google_bert_checkpoint",
-                                         "hf_folder"])
-def test_teacher_encoder_of_every_bert_format(tmp_path, format_name):
-    folder = fixtures.make_teacher(tmp_path / format_name, "en", format_name, vocab_size=500)
+@pytest.mark.parametrize("format_name,hidden_act", [("tfm_checkpoint", "gelu"),
+                                                    ("google_bert_checkpoint", "gelu_tanh"),
+                                                    ("hf_folder", "gelu_tanh")])
+def test_teacher_encoder_of_every_bert_format(tmp_path, format_name, hidden_act):
+    folder = fixtures.make_teacher(tmp_path / format_name, "en", format_name, vocab_size=500,
+                                   hidden_act=hidden_act)
     teacher = load_teacher(folder)
     loaded = encoders.load_teacher_encoder(None, folder)
     assert (loaded.name, loaded.kind, loaded.max_seq_length) == ("en_tiny", "teacher", 128)

@@ -4,7 +4,6 @@ and the test score of that epoch's model."""
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
 
 from finetuning import data, features, training
 from teacher_scoring.tokenization import TeacherTokenizer
@@ -104,29 +103,6 @@ def test_best_dev_epoch_is_kept_and_its_model_scores_the_test_set(pos_features):
     # differs from the last epoch's.
     assert test_predictions == [dev_predictions[1]]
     assert dev_predictions[1] != dev_predictions[3]
-
-
-def test_pos_learns_beyond_the_majority_tag(pos_features):
-    labels, tokenizer, train, dev, dev_sentences = pos_features
-    gold = [list(s.labels) for s in dev_sentences]
-    flat = [label for s in gold for label in s]
-    majority = max(flat.count(label) for label in set(flat)) / len(flat)
-    losses = []
-
-    def score_dev(predicted):
-        words = [labels[i] for sentence in predicted for i in sentence]
-        return dict(score=float(np.mean([a == b for a, b in zip(words, flat)])),
-                    metric="accuracy")
-
-    tf_keras.utils.set_random_seed(0)
-    pretrained = random_bert_mlm(tokenizer.vocab_size, seed=3).encoder_network
-    result = training.fine_tune(
-        lambda: pretrained, "pos", len(labels), train, dev, score_dev,
-        training.Hyperparameters(batch_size=8, learning_rate=5e-3, epochs=6, dropout=0.0),
-        seed=2, log=losses.append)
-    assert result["dev"]["score"] > majority + 0.1, (result, majority)
-    epoch_losses = [e["loss"] for e in result["epochs"]]
-    assert epoch_losses[-1] < 0.7 * epoch_losses[0]
 
 
 def test_classification_model_trains(pos_features):
