@@ -14,7 +14,9 @@ Stages (each runs the project's own command line, printed before it runs):
                 and again on the held-out split, for the evaluation;
   5. student    KD + MLM with lambda annealed 1 -> 0 (python student/train.py);
   6. evaluate   held-out masked-token accuracy of each teacher and of the student on the same
-                masked positions, and RDT (python student/evaluate.py).
+                masked positions, and RDT (python student/evaluate.py);
+  7. fill-mask  the student, from its export alone (SavedModel + tokenizer), fills a [MASK] in a
+                held-out sentence of every language (python -m student.fill_mask).
 
 A stage whose output is complete is skipped, so an interrupted demo picks up where it stopped;
 --restart deletes the workspace first. At the end it prints where every artifact went and the
@@ -30,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
+import unicodedata
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEMO_CORPORA = os.path.join(REPO, "data", "corpora", "demo")
@@ -94,6 +97,38 @@ def split_corpus(language: str, corpora_dir: str) -> tuple[str, str]:
     return paths
 
 
+# Languages written without spaces between words: a character is masked instead of a word.
+UNSEGMENTED_LANGUAGES = ("zh",)
+
+
+def _is_plain_word(word: str) -> bool:
+    """Letters (and combining marks) only, no capital: a word worth masking."""
+    return (len(word) >= 3 and word == word.lower() and unicodedata.category(word[0])[0] == "L"
+            and all(unicodedata.category(c)[0] in "LM" for c in word))
+
+
+def masked_sentence(language: str, dev_path: str, max_words: int = 20) -> tuple[str, str]:
+    """A held-out sentence with one [MASK]: (text, the word or character it hides).
+
+    The first held-out line of at least 6 words, cut to max_words, with its middle plain word
+    (lower-case letters only) masked; for a language without spaces, the middle letter of the
+    first line's first 40 characters.
+    """
+    lines = [line.strip() for line in open(dev_path, encoding="utf-8") if line.strip()]
+    if language not in UNSEGMENTED_LANGUAGES:
+        for line in lines:
+            words = line.split()[:max_words]
+            plain = [i for i, word in enumerate(words) if _is_plain_word(word)]
+            if len(words) >= 6 and plain:
+                i = plain[len(plain) // 2]
+                hidden, words[i] = words[i], "[MASK]"
+                return " ".join(words), hidden
+    text = lines[0][:40]
+    letters = [i for i, c in enumerate(text) if unicodedata.category(c)[0] == "L"]
+    i = letters[len(letters) // 2]
+    return text[:i] + "[MASK]" + text[i + 1:], text[i]
+
+
 def write_scoring_config(path: str, vocab_dir: str, output_dir: str, corpora: dict[str, str],
                          teachers: dict[str, tuple[str, list[str]]], copies_mode: str,
                          seq_length: int, max_predictions: int, seed: int,
@@ -151,13 +186,13 @@ def main() -> None:
     seq_length, max_predictions, seed = 64, 10, 12345
     start = time.monotonic()
 
-    banner("1/6 corpora: transfer and held-out splits of the bundled demo text")
+    banner("1/7 corpora: transfer and held-out splits of the bundled demo text")
     train, dev = {}, {}
     for lang in languages:
         train[lang], dev[lang] = split_corpus(lang, paths["corpora"])
         print(f"  {lang}: {train[lang]} / {dev[lang]}")
 
-    banner("2/6 teachers: a WordPiece vocabulary and a small BERT MLM per language")
+    banner("2/7 teachers: a WordPiece vocabulary and a small BERT MLM per language")
     teachers = {}
     for lang in languages:
         settings = TEACHER_SETTINGS[lang]
@@ -176,7 +211,7 @@ def main() -> None:
                    f"--seed={seed}", "--overwrite"]
         run(command, os.path.join(paths["logs"], f"teacher_{lang}.log"))
 
-    banner("3/6 vocab: the student vocabulary is the union of the teachers' vocabularies")
+    banner("3/7 vocab: the student vocabulary is the union of the teachers' vocabularies")
     if not os.path.exists(os.path.join(paths["vocab"], "vocab.txt")):
         run([python, "-m", "vocab.build_union"]
             + [f"--teacher=teacher_{lang}={os.path.join(teachers[lang], 'vocab.txt')}"
@@ -186,7 +221,7 @@ def main() -> None:
     else:
         print(f"  already there ({paths['vocab']})")
 
-    banner("4/6 scoring: Beam job (DirectRunner), top-8 teacher logits in the student's ids")
+    banner("4/7 scoring: Beam job (DirectRunner), top-8 teacher logits in the student's ids")
     scored = {}
     for split, corpora, mode in (("train", train, "best"), ("dev", dev, "all")):
         scored[split] = os.path.join(paths["scored"], split)
@@ -202,7 +237,7 @@ def main() -> None:
         run([python, "-m", "beam_jobs.score_corpora", f"--config={config_path}", "--overwrite",
              "--direct_num_workers=2"], os.path.join(paths["logs"], f"scoring_{split}.log"))
 
-    banner("5/6 student: KD + MLM, lambda annealed 1 -> 0, languages sampled with alpha = 0.7")
+    banner("5/7 student: KD + MLM, lambda annealed 1 -> 0, languages sampled with alpha = 0.7")
     student_dir = os.path.join(paths["students"], "kd")
     if not os.path.exists(os.path.join(student_dir, "export", "vocab.txt")):
         run([python, "student/train.py", "--config_file=configs/student/demo.yaml",
@@ -213,12 +248,29 @@ def main() -> None:
             os.path.join(paths["logs"], "student.log"))
     else:
         print(f"  already there ({student_dir})")
+        if not os.path.exists(os.path.join(student_dir, "export", "tokenizer",
+                                           "student_tokenizer.json")):
+            # An export made before exports held their tokenizer: add it.
+            run([python, "-m", "student.tokenizer",
+                 f"--export_dir={os.path.join(student_dir, 'export')}",
+                 f"--student_vocab={paths['vocab']}"]
+                + [f"--shards={lang}={os.path.join(scored['train'], lang)}" for lang in languages],
+                os.path.join(paths["logs"], "tokenizer.log"))
 
-    banner("6/6 evaluate: held-out masked-token accuracy, teachers vs student, RDT")
+    banner("6/7 evaluate: held-out masked-token accuracy, teachers vs student, RDT")
     run([python, "student/evaluate.py", f"--output_dir={paths['evaluation']}",
          f"--student=student={os.path.join(student_dir, 'export')}"]
         + [f"--shards={lang}={os.path.join(scored['dev'], lang)}" for lang in languages],
         os.path.join(paths["logs"], "evaluate.log"))
+
+    banner("7/7 fill-mask: the student's export fills a [MASK] in held-out text of each language")
+    export_dir = os.path.join(student_dir, "export")
+    command = [python, "-m", "student.fill_mask", f"--export_dir={export_dir}", "--top_k=5"]
+    for lang in languages:
+        text, hidden = masked_sentence(lang, dev[lang])
+        print(f"  {lang}: the [MASK] hides {hidden!r}")
+        command += [f"--language={lang}", f"--text={text}"]
+    run(command, os.path.join(paths["logs"], "fill_mask.log"))
 
     banner(f"done in {time.monotonic() - start:.0f} s; artifacts")
     for label, path in (
@@ -230,6 +282,8 @@ def main() -> None:
             ("student run (checkpoints, TensorBoard)", student_dir),
             ("student export (checkpoint, SavedModel, vocab)",
              os.path.join(student_dir, "export")),
+            ("student tokenizer (language -> teacher vocab)",
+             os.path.join(student_dir, "export", "tokenizer")),
             ("evaluation (table, JSON, bar chart)", paths["evaluation"]),
             ("logs of every stage", paths["logs"])):
         print(f"  {label:48s} {path}")

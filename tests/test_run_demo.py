@@ -17,8 +17,8 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
                "--teacher_vocab_size=800"]
     first = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    for stage in ("1/6 corpora", "2/6 teachers", "3/6 vocab", "4/6 scoring", "5/6 student",
-                  "6/6 evaluate"):
+    for stage in ("1/7 corpora", "2/7 teachers", "3/7 vocab", "4/7 scoring", "5/7 student",
+                  "6/7 evaluate", "7/7 fill-mask"):
         assert stage in first.stdout
 
     # Every artifact the demo announces is there.
@@ -29,12 +29,20 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
         for lang in ("en", "de"):
             assert (workspace / "scored" / split / lang / "manifest.json").exists()
     assert (workspace / "students" / "kd" / "export" / "saved_model").exists()
+    tokenizer = json.loads((workspace / "students" / "kd" / "export" / "tokenizer" /
+                            "student_tokenizer.json").read_text())
+    assert tokenizer["languages"] == {"de": "teacher_de", "en": "teacher_en"}
     result = json.loads((workspace / "evaluation" / "evaluation.json").read_text())
     assert {(row["language"], row["teacher"]) for row in result["rows"]} == {
         ("en", "teacher_en"), ("de", "teacher_de")}
     assert all(row["tokens"] > 100 for row in result["rows"])
     assert (workspace / "evaluation" / "evaluation.png").read_bytes()[:4] == b"\x89PNG"
     assert "| en | teacher_en |" in first.stdout
+    # The student fills a masked held-out sentence of each language from its export.
+    fill = first.stdout.split("7/7 fill-mask")[1]
+    for lang in ("en", "de"):
+        assert f"  {lang}: the [MASK] hides " in fill and f"  [{lang}] " in fill
+    assert fill.count("  [MASK] 1: ") == 2
 
     # A second run skips every finished stage and evaluates again.
     second = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
