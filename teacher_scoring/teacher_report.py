@@ -20,8 +20,8 @@ OUT/report.png:
   * a recommendation per language (which teachers, `all` or `best`) by the rule below.
 
 It runs the scoring job's own Beam building blocks — ReadCorpus → (sample) →
-BuildMaskedExamples → ScoreWithTeachers — so the examples are segmented and masked exactly as the
-job does (same seed, same shared masked words) and scored with `scoring.make_score_fn` through
+BuildMaskedExamples → ScoreWithTeachers — so the examples are segmented and masked exactly as
+the job does (same seed, same shared masked words) and scored with `scoring.make_score_fn` through
 TeacherModelHandler; no second tokenizer or masking. DirectRunner (in-memory) is the default;
 the same pipeline runs on Dataflow for large samples (pass Beam options after the flags).
 
@@ -42,7 +42,9 @@ sharding or runner (Beam's Top.Smallest).
 Recommendation rule (a heuristic, stated so it can be argued with; docs/teacher_report.md):
 
   1. Teacher U *beats* teacher T when the paired bootstrap 95% CI of
-     (loss per masked word of T) − (loss per masked word of U) lies entirely above 0.
+     (loss per masked word of T) − (loss per masked word of U) lies entirely above 0, and the
+     paired CI of U's word accuracy minus T's does not lie entirely below 0 (when it does, the
+     two figures disagree: a warning, and neither beats the other).
   2. T is not recommended for the language when some U beats it and U's share of words with
      [UNK] is at most T's + 0.5 percentage points (U is better and covers the text as well).
   3. One teacher left → use it alone (`single`). Several left → `all` when none beats another
@@ -51,7 +53,8 @@ Recommendation rule (a heuristic, stated so it can be argued with; docs/teacher_
      copy with the lower loss per masked word).
   4. Warnings, never silent: a recommended teacher with more than 5% of words with [UNK] or 1% of
      characters lost; fewer than 200 compared examples (wide intervals); masked words that
-     differ between the copies of an example (then the comparison is not like for like).
+     differ between the copies of an example (then the comparison is not like for like);
+     teachers of different casing (an uncased teacher predicts an easier target).
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ import collections
 import dataclasses
 import functools
 import hashlib
+import heapq
+import io
 import json
 import logging
 import math
@@ -70,13 +75,27 @@ import time
 import uuid
 from typing import Any, Iterable, Mapping, Sequence
 
+from absl import app, flags
 import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineState
 import numpy as np
+import tensorflow as tf
 
-from beam_jobs import metrics
-from beam_jobs.build_examples import TeacherSpec
-from teacher_scoring import segmentation
+from beam_jobs import job_config, metrics, output
+from beam_jobs.build_examples import BuildMaskedExamples, TeacherSpec
+from beam_jobs.read_corpus import CorpusError, ReadCorpus, check_corpus
+from beam_jobs.score import SCORED, ScoreWithTeachers
+from beam_jobs.teacher_model_handler import TeacherModelHandler
+from teacher_scoring import cli_logging, tokenization
+from teacher_scoring.loaders import load_teacher
 from teacher_scoring.tokenization import UNK, TeacherTokenizer, TokenizedText, clean_text
+from vocab.union import StudentVocab
+
+
+def _uncased(text: str) -> str:
+    """`text` as an uncased teacher reads it (lower-case, NFD, accents stripped: HF's rule)."""
+    return tokenization._lower_strip_accents(text)  # pylint: disable=protected-access
 
 FORMAT_VERSION = 1
 REPORT_JSON = "report.json"
@@ -117,8 +136,6 @@ def is_blank(document: bytes) -> bool:
 def sample_documents(documents: Iterable[bytes], size: int, seed: int) -> list[bytes]:
     """In-process twin of `SampleDocuments`: the `size` non-blank lines with the smallest keys,
     in key order."""
-    import heapq  # pylint: disable=import-outside-toplevel
-
     keyed = ((sample_key(seed, d), bytes(d)) for d in documents if not is_blank(d))
     return [d for _, d in heapq.nsmallest(size, keyed)]
 
@@ -281,8 +298,7 @@ class _Vocabs:
         if not uncased or self.lower_case[name]:
             return self.strings[name]
         if name not in self._uncased_strings:
-            from teacher_scoring.tokenization import _lower_strip_accents  # pylint: disable=import-outside-toplevel
-            self._uncased_strings[name] = [_lower_strip_accents(s) for s in self.strings[name]]
+            self._uncased_strings[name] = [_uncased(s) for s in self.strings[name]]
         return self._uncased_strings[name]
 
 
@@ -393,10 +409,7 @@ def pair_agreement(a, b, stats_a: dict, stats_b: dict, vocabs: _Vocabs, top_k: i
 
 @functools.lru_cache(maxsize=65536)
 def _normalize_word(text: str, uncased: bool) -> str:
-    if not uncased:
-        return text
-    from teacher_scoring.tokenization import _lower_strip_accents  # pylint: disable=import-outside-toplevel
-    return _lower_strip_accents(text)
+    return _uncased(text) if uncased else text
 
 
 def pair_key(a: str, b: str) -> str:
@@ -583,8 +596,6 @@ def union_cost(vocabs: Mapping[str, Sequence[str]]) -> dict:
       `without` is the student size built without that teacher (None with a single teacher) and
       `adds` = student_size − without, the tokens only that teacher brings.
     """
-    from vocab.union import StudentVocab  # pylint: disable=import-outside-toplevel
-
     full = StudentVocab.build(dict(vocabs))
     report = full.report
     teachers = {}
@@ -608,8 +619,25 @@ def _fmt_ci(ci: Mapping, digits: int = 2, percent: bool = False) -> str:
             f"[{ci['low'] * scale:.{digits}f}, {ci['high'] * scale:.{digits}f}]")
 
 
-def recommend(teachers: Sequence[str], fit: Mapping[str, Mapping], quality: Mapping) -> dict:
+def _sign(ci: Mapping) -> int:
+    """+1 if the interval lies entirely above 0, -1 entirely below, 0 if it holds 0."""
+    return 1 if ci["low"] > 0 else (-1 if ci["high"] < 0 else 0)
+
+
+def _abs_ci(ci: Mapping, digits: int = 3, scale: float = 1.0) -> str:
+    low, high = sorted((abs(ci["low"]) * scale, abs(ci["high"]) * scale))
+    return f"{abs(ci['value']) * scale:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def recommend(teachers: Sequence[str], fit: Mapping[str, Mapping], quality: Mapping,
+              lower_case: Mapping[str, bool] | None = None) -> dict:
     """Applies the module docstring's rule to one language.
+
+    Args:
+      teachers: the language's teachers, config order.
+      fit: teacher → vocabulary-fit figures (`FitCounts.figures`).
+      quality: `language_quality`'s dict.
+      lower_case: teacher → uncased (for the casing warning), if known.
 
     Returns:
       {mode: single|all|best, teachers: [...], not_recommended: {teacher: reason},
@@ -619,17 +647,27 @@ def recommend(teachers: Sequence[str], fit: Mapping[str, Mapping], quality: Mapp
     figures = quality["teachers"]
     compared = quality["compared_examples"]
     if compared == 0:
-        keep = list(teachers)
         warnings.append("no example has a scored copy of every teacher: nothing to compare")
-        return {"mode": "single" if len(keep) == 1 else "all", "teachers": keep,
+        return {"mode": "single" if len(teachers) == 1 else "all", "teachers": list(teachers),
                 "not_recommended": {}, "reasons": reasons, "warnings": warnings}
-    beats = {}  # (u, t): u beats t
+    beats = {}  # (u, t) → why u beats t
     for pair in quality["pairs"]:
-        a, b, diff = pair["a"], pair["b"], pair["loss_per_word_difference"]
-        if diff["low"] > 0:
-            beats[(b, a)] = diff
-        elif diff["high"] < 0:
-            beats[(a, b)] = diff
+        a, b = pair["a"], pair["b"]
+        loss, accuracy = pair["loss_per_word_difference"], pair["word_accuracy_difference"]
+        loss_sign, accuracy_sign = _sign(loss), _sign(accuracy)   # a − b
+        if loss_sign:
+            better, worse = (b, a) if loss_sign > 0 else (a, b)
+            if accuracy_sign == loss_sign:   # the teacher with the lower loss is less accurate
+                warnings.append(
+                    f"{better} has the lower loss per masked word (by {_abs_ci(loss)}) but "
+                    f"{worse} the higher word accuracy (by {_abs_ci(accuracy, 1, 100)} points): "
+                    f"the figures disagree, neither is dropped")
+            else:
+                beats[(better, worse)] = (
+                    f"{better} has a lower loss per masked word on the same words (by "
+                    f"{_abs_ci(loss)}), a word accuracy "
+                    f"{'higher' if accuracy_sign else 'not lower'} (difference "
+                    f"{_abs_ci(accuracy, 1, 100)} points)")
         if pair["aligned_share"] < MIN_ALIGNED:
             warnings.append(
                 f"{a} and {b} masked different words in {100 * (1 - pair['aligned_share']):.1f}% "
@@ -637,14 +675,11 @@ def recommend(teachers: Sequence[str], fit: Mapping[str, Mapping], quality: Mapp
                 f"on?)")
     for t in teachers:
         for u in teachers:
-            if (u, t) in beats and fit[u]["unk_word_rate"] <= fit[t]["unk_word_rate"] + UNK_TOLERANCE:
-                diff = beats[(u, t)]
-                dropped[t] = (
-                    f"{u} is better on the same masked words (loss per word lower by "
-                    f"{abs(diff['value']):.3f}, 95% CI [{min(abs(diff['low']), abs(diff['high'])):.3f}, "
-                    f"{max(abs(diff['low']), abs(diff['high'])):.3f}]) and covers the text as "
-                    f"well (words with [UNK] {100 * fit[u]['unk_word_rate']:.2f}% vs "
-                    f"{100 * fit[t]['unk_word_rate']:.2f}%)")
+            if (u, t) in beats and (fit[u]["unk_word_rate"]
+                                    <= fit[t]["unk_word_rate"] + UNK_TOLERANCE):
+                dropped[t] = (f"{beats[(u, t)]}, and covers the text as well (words with [UNK] "
+                              f"{100 * fit[u]['unk_word_rate']:.2f}% vs "
+                              f"{100 * fit[t]['unk_word_rate']:.2f}%)")
                 break
     keep = [t for t in teachers if t not in dropped]
     if len(teachers) == 1:
@@ -652,15 +687,16 @@ def recommend(teachers: Sequence[str], fit: Mapping[str, Mapping], quality: Mapp
         reasons.append(f"{teachers[0]} is the only teacher of the language")
     elif len(keep) == 1:
         mode = "single"
-        reasons.append(f"{keep[0]} beats the other teacher(s) and covers the text as well")
+        reasons.append(f"{keep[0]} is better than the other teacher(s) and covers the text as "
+                       f"well")
     else:
         kept_beats = [(u, t) for (u, t) in beats if u in keep and t in keep]
         wins = ", ".join(f"{t} {100 * figures[t]['best_win_rate']['value']:.0f}%" for t in keep)
         if not kept_beats:
             mode = "all"
-            reasons.append(f"no teacher is better than another on the same masked words (loss per "
-                           f"word CIs of the differences contain 0); `best` would win by chance "
-                           f"({wins}), `all` gives the student both views")
+            reasons.append(f"no teacher is clearly better than another on the same masked words; "
+                           f"`best` would choose copies nearly by chance ({wins}), `all` gives "
+                           f"the student both views")
         else:
             mode = "best"
             for u, t in kept_beats:
@@ -675,6 +711,12 @@ def recommend(teachers: Sequence[str], fit: Mapping[str, Mapping], quality: Mapp
         if fit[t]["uncovered_character_rate"] > POOR_UNCOVERED_CHARACTERS:
             warnings.append(f"{t}: {100 * fit[t]['uncovered_character_rate']:.1f}% of the "
                             f"characters are lost in [UNK] pieces")
+    if lower_case and len({bool(lower_case[t]) for t in teachers}) > 1:
+        uncased = [t for t in teachers if lower_case[t]]
+        warnings.append(f"{', '.join(uncased)} {'is' if len(uncased) == 1 else 'are'} uncased, "
+                        f"the other(s) cased: an uncased teacher predicts lower-cased, "
+                        f"accent-stripped pieces, an easier target, which favours it in loss and "
+                        f"accuracy")
     if compared < MIN_EXAMPLES:
         warnings.append(f"only {compared} compared examples: the intervals are wide")
     return {"mode": mode, "teachers": keep, "not_recommended": dropped, "reasons": reasons,
@@ -747,14 +789,16 @@ def report_markdown(report: Mapping) -> str:
     if warnings:
         out += ["", "Warnings:", ""] + [f"- {lang}: {w}" for lang, w in warnings]
     out += ["", "## Vocabulary fit (on the sample, each teacher's own tokenizer)", "",
-            "| language | teacher | words | words with [UNK] | [UNK] pieces | pieces/word | "
-            "words whole | characters lost | missing characters |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+            "| language | teacher | casing | words | words with [UNK] | [UNK] pieces | pieces/word "
+            "| words whole | characters lost | missing characters |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for language, entry in report["languages"].items():
         for t in entry["teachers"]:
             f = entry["vocabulary_fit"][t]
             chars = " ".join(f"`{c}`×{n}" for c, n in f["top_missing_characters"][:5]) or "-"
-            out.append(f"| {language} | {t} | {f['words']} | {100 * f['unk_word_rate']:.2f}% | "
+            casing = "uncased" if entry["uncased"][t] else "cased"
+            out.append(f"| {language} | {t} | {casing} | {f['words']} | "
+                       f"{100 * f['unk_word_rate']:.2f}% | "
                        f"{100 * f['unk_piece_rate']:.2f}% | {f['fertility']:.3f} | "
                        f"{100 * f['whole_word_rate']:.1f}% | "
                        f"{100 * f['uncovered_character_rate']:.2f}% | {chars} |")
@@ -779,13 +823,14 @@ def report_markdown(report: Mapping) -> str:
              if e["masked_lm"] is not None for p in e["masked_lm"]["pairs"]]
     if pairs:
         out += ["", "## Teachers of one language compared (paired, same examples)", "",
-                "| language | a | b | loss/word a − b | piece acc. a − b | same masked words | "
-                "words compared | top-1 agree | overlap@k |",
-                "|---|---|---|---|---|---:|---:|---:|---:|"]
+                "| language | a | b | loss/word a − b | word acc. a − b | piece acc. a − b | "
+                "same masked words | words compared | top-1 agree | overlap@k |",
+                "|---|---|---|---|---|---|---:|---:|---:|---:|"]
         for language, p in pairs:
             agreement = p["agreement"]
             out.append(
                 f"| {language} | {p['a']} | {p['b']} | {_fmt_ci(p['loss_per_word_difference'], 3)}"
+                f" | {_fmt_ci(p['word_accuracy_difference'], 1, True)}"
                 f" | {_fmt_ci(p['piece_accuracy_difference'], 1, True)} | "
                 f"{100 * p['aligned_share']:.1f}% | {agreement['words']} | "
                 f"{100 * agreement['top1']:.1f}% | {100 * agreement['overlap_at_k']:.1f}% |")
@@ -799,13 +844,15 @@ def report_markdown(report: Mapping) -> str:
         without = c["without"] if c["without"] is not None else "-"
         out.append(f"| {t} | {c['vocab_size']} | {without} | {c['adds']} |")
     out += ["", "## The rule", "",
-            "A heuristic, not a guarantee (docs/teacher_report.md): a teacher is not recommended "
-            "for a language when another is better on the same masked words (the paired 95% "
-            "interval of the loss-per-word difference excludes 0) and covers the text as well "
-            f"(share of words with [UNK] at most {100 * UNK_TOLERANCE:.1f} points higher); of "
-            "the rest, `all` when none is better than another, `best` when the better one "
-            "covers the text worse. Loss per masked word is the cross-entropy summed over a "
-            "word's pieces, so a teacher that splits words finer is not favoured.", ""]
+            "A heuristic, not a guarantee (docs/teacher_report.md). Teacher U beats T when U's "
+            "loss per masked word is lower on the same words (the paired 95% interval of the "
+            "difference excludes 0) and U's word accuracy is not significantly lower. T is not "
+            "recommended when some U beats it and covers the text as well (share of words with "
+            f"[UNK] at most {100 * UNK_TOLERANCE:.1f} points higher). Of the teachers left, "
+            "`all` when none beats another, `best` when the better one covers the text worse. "
+            "Loss per masked word sums the cross-entropy over a word's pieces, so a teacher that "
+            "splits words finer is not favoured; an uncased teacher predicts an easier target "
+            "(flagged).", ""]
     return "\n".join(out)
 
 
@@ -860,11 +907,7 @@ def plot_report(report: Mapping, path: str) -> None:
 
 def _save_figure(fig, path: str) -> None:
     """Saves a matplotlib figure as PNG to a local or gfile path, and closes it."""
-    import io  # pylint: disable=import-outside-toplevel
-
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
@@ -882,8 +925,6 @@ def _json_default(value):
 
 def write_report(report: Mapping, output_dir: str) -> dict[str, str]:
     """Writes report.json, report.md and report.png into output_dir; returns their paths."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
     tf.io.gfile.makedirs(output_dir)
     paths = {name: os.path.join(output_dir, name) for name in (REPORT_JSON, REPORT_MD, REPORT_PNG)}
     with tf.io.gfile.GFile(paths[REPORT_JSON], "w") as f:
@@ -896,8 +937,6 @@ def write_report(report: Mapping, output_dir: str) -> dict[str, str]:
 
 def read_report(output_dir: str) -> dict:
     """Reads a report.json written by `write_report`."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
     with tf.io.gfile.GFile(os.path.join(output_dir, REPORT_JSON), "r") as f:
         return json.loads(f.read())
 
@@ -1033,7 +1072,7 @@ def build_report_pipeline(pipeline: beam.Pipeline, config, languages: Sequence[s
                           tmp_dir: str) -> None:
     """Adds the report's steps to `pipeline`, writing JSON lines under `tmp_dir`.
 
-        ReadCorpus[lang] → SampleDocuments[lang] ─→ VocabularyFit[lang] ──────────→ fit/*.jsonl
+        ReadCorpus[lang] → SampleDocuments[lang] ─→ VocabularyFit[lang] ───────→ fit/*.jsonl
                                                  └→ BuildMaskedExamples[lang] ─┐
         Flatten → ScoreWithTeachers → GroupByKey(language, example_id) → rows/*.jsonl
 
@@ -1045,10 +1084,6 @@ def build_report_pipeline(pipeline: beam.Pipeline, config, languages: Sequence[s
       languages: the languages to report, a subset of config.languages.
       teachers: teacher name → TeacherSpec (vocab and casing) of every teacher in `config`.
     """
-    from beam_jobs.build_examples import BuildMaskedExamples  # pylint: disable=import-outside-toplevel
-    from beam_jobs.read_corpus import ReadCorpus  # pylint: disable=import-outside-toplevel
-    from beam_jobs.score import SCORED, ScoreWithTeachers  # pylint: disable=import-outside-toplevel
-    from beam_jobs.teacher_model_handler import TeacherModelHandler  # pylint: disable=import-outside-toplevel
 
     examples, fits = [], []
     scoring_teachers = []
@@ -1096,8 +1131,6 @@ def build_report_pipeline(pipeline: beam.Pipeline, config, languages: Sequence[s
 
 
 def _read_json_lines(pattern: str) -> list[dict]:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
     out = []
     for path in sorted(tf.io.gfile.glob(pattern)):
         with tf.io.gfile.GFile(path, "r") as f:
@@ -1149,8 +1182,6 @@ def config_from_flags(teachers: Sequence[str], corpora: Sequence[str], output_di
       TeacherReportError: naming the flag: a corpus given twice, a teacher serving a language
         without a --corpus, a language no teacher serves.
     """
-    from beam_jobs import job_config  # pylint: disable=import-outside-toplevel
-
     if not teachers:
         raise TeacherReportError("--teacher: give at least one NAME=PATH:lang1,lang2 (or "
                                  "--config)")
@@ -1208,8 +1239,6 @@ def load_teachers(config) -> dict[str, Any]:
     Raises:
       TeacherReportError: naming `teachers.<name>` and the problem.
     """
-    from teacher_scoring.loaders import load_teacher  # pylint: disable=import-outside-toplevel
-
     loaded = {}
     for name, entry in config.teachers.items():
         where = f"{config.source}: teachers.{name} ({entry.path})"
@@ -1262,7 +1291,8 @@ def _gold_only_entry(language: str, tokenizer_teacher: str, fit: Mapping[str, Ma
 
 def make_report(config, languages: Sequence[str], rows: Sequence[dict],
                 fit_lines: Sequence[dict], counters: Mapping[str, int],
-                vocabs: Mapping[str, Sequence[str]], settings: Mapping[str, Any]) -> dict:
+                vocabs: Mapping[str, Sequence[str]], settings: Mapping[str, Any],
+                lower_case: Mapping[str, bool]) -> dict:
     """Assembles the report from the pipeline's outputs (pure: no I/O).
 
     Args:
@@ -1273,6 +1303,7 @@ def make_report(config, languages: Sequence[str], rows: Sequence[dict],
       counters: the pipeline's counters (beam_jobs.metrics names).
       vocabs: every teacher of the config → its tokens, in config order (the union).
       settings: sample_paragraphs, seed, bootstrap_samples, config, ... (recorded as given).
+      lower_case: every teacher → uncased.
     """
     by_language = collections.defaultdict(list)
     for row in rows:
@@ -1286,6 +1317,7 @@ def make_report(config, languages: Sequence[str], rows: Sequence[dict],
         lang_counters = _language_counters(counters, language)
         entry = {
             "teachers": teachers,
+            "uncased": {t: bool(lower_case[t]) for t in teachers},
             "gold_only": gold_only,
             "sample": {"lines_read": lang_counters.get("lines", 0),
                        "blank_lines": lang_counters.get(BLANK_LINES, 0),
@@ -1301,7 +1333,7 @@ def make_report(config, languages: Sequence[str], rows: Sequence[dict],
             entry["masked_lm"] = language_quality(
                 by_language[language], teachers, settings["bootstrap_samples"],
                 stable_seed(settings["seed"], language, "bootstrap"), config.top_k)
-            entry["recommendation"] = recommend(teachers, fit, entry["masked_lm"])
+            entry["recommendation"] = recommend(teachers, fit, entry["masked_lm"], lower_case)
         entries[language] = entry
     return {"format_version": FORMAT_VERSION, "settings": dict(settings),
             "languages": entries, "union": union_cost(vocabs)}
@@ -1331,12 +1363,7 @@ def run_report(config, output_dir: str, sample_paragraphs: int = 3000,
     Raises:
       TeacherReportError: bad inputs, naming the flag or config field.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
 
-    from beam_jobs import output  # pylint: disable=import-outside-toplevel
-    from beam_jobs.pipeline import _wait  # pylint: disable=import-outside-toplevel
-    from beam_jobs.read_corpus import CorpusError, check_corpus  # pylint: disable=import-outside-toplevel
 
     start = time.monotonic()
     if not isinstance(sample_paragraphs, int) or sample_paragraphs < 1:
@@ -1360,6 +1387,7 @@ def run_report(config, output_dir: str, sample_paragraphs: int = 3000,
     specs = {name: TeacherSpec(name=name, vocab=tuple(t.vocab), lower_case=t.lower_case)
              for name, t in loaded.items()}
     vocabs = {name: list(t.vocab) for name, t in loaded.items()}
+    lower_case = {name: t.lower_case for name, t in loaded.items()}
     del loaded
 
     tmp_dir = os.path.join(output_dir, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}")
@@ -1372,7 +1400,9 @@ def run_report(config, output_dir: str, sample_paragraphs: int = 3000,
         build_report_pipeline(pipeline, config, languages, specs, sample_paragraphs, seed,
                               tmp_dir)
         result = pipeline.run()
-        _wait(result)
+        result.wait_until_finish()
+        if result.state != PipelineState.DONE:
+            raise RuntimeError(f"the report pipeline ended in state {result.state}")
         counters = metrics.query_counters(result)
         rows = _read_json_lines(os.path.join(tmp_dir, "rows", "*"))
         fit_lines = _read_json_lines(os.path.join(tmp_dir, "fit", "*"))
@@ -1388,7 +1418,8 @@ def run_report(config, output_dir: str, sample_paragraphs: int = 3000,
         "document_format": config.document_format, "short_seq_prob": config.short_seq_prob,
         "pipeline_args": args,
     }
-    report = make_report(config, languages, rows, fit_lines, counters, vocabs, settings)
+    report = make_report(config, languages, rows, fit_lines, counters, vocabs, settings,
+                         lower_case)
     report["seconds"] = time.monotonic() - start
     report["output_dir"] = output_dir
     write_report(report, output_dir)
@@ -1398,8 +1429,6 @@ def run_report(config, output_dir: str, sample_paragraphs: int = 3000,
 # ---------------------------------------------------------------------------------- CLI
 
 def _define_flags():
-    from absl import flags  # pylint: disable=import-outside-toplevel
-
     flags.DEFINE_string("config", None, "Scoring-job config YAML (configs/scoring/*.yaml): the "
                         "teachers, corpora and masking the job will use. Or --teacher/--corpus.")
     flags.DEFINE_multi_string("teacher", [], "NAME=PATH:lang1,lang2 (without --config).")
@@ -1432,12 +1461,8 @@ def _define_flags():
 
 
 def main(argv) -> int:
-    from absl import flags  # pylint: disable=import-outside-toplevel
-
-    from beam_jobs import job_config  # pylint: disable=import-outside-toplevel
-
     flag_values = flags.FLAGS
-    logging.getLogger().setLevel(logging.INFO)
+    cli_logging.quiet_unless_verbose(own_progress=True)
     try:
         if flag_values.config:
             if flag_values.teacher or flag_values.corpus:
@@ -1470,12 +1495,9 @@ def main(argv) -> int:
 
 def _parse_flags(argv):
     """absl parses its own flags; the rest (Beam pipeline options) goes to main."""
-    from absl import flags  # pylint: disable=import-outside-toplevel
     return flags.FLAGS(argv, known_only=True)
 
 
 if __name__ == "__main__":
-    from absl import app  # pylint: disable=import-outside-toplevel
-
     _define_flags()
     app.run(main, flags_parser=_parse_flags)
