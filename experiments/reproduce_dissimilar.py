@@ -83,7 +83,10 @@ def main() -> None:
                         help="the student's transfer data: every N-th train line (10%%)")
     parser.add_argument("--dev_lines", type=int, default=800)
     parser.add_argument("--finetune_seeds", type=int, default=3)
-    parser.add_argument("--finetune_epochs", type=int, default=3)
+    parser.add_argument("--finetune_epochs", type=int, default=5)
+    parser.add_argument("--finetune_learning_rate", type=float, default=1e-4,
+                        help="the paper's 3e-5 is for BERT-base; small encoders need a larger one "
+                             "(the same for every model)")
     parser.add_argument("--finetune_seq_length", type=int, default=64)
     parser.add_argument("--finetune_max_train", type=int, default=2000,
                         help="training sentences per task (the same for every model)")
@@ -192,8 +195,17 @@ def main() -> None:
 
     if "finetune" in stages:
         banner("fine-tuning: POS en/tr/zh, NER tr/zh; teacher vs students, same hyperparameters")
+        for name, _ in students:
+            export_dir = os.path.join(student_dirs[name], "export")
+            if not os.path.exists(os.path.join(export_dir, "tokenizer", "student_tokenizer.json")):
+                # An export made before exports held their tokenizer: add it.
+                run([python, "-m", "student.tokenizer", f"--export_dir={export_dir}",
+                     f"--student_vocab={vocab_dir}"]
+                    + [f"--shards={lang}={os.path.join(scored['train'], lang)}"
+                       for lang in LANGUAGES], os.path.join(logs, f"tokenizer_{name}.log"))
         command = [python, "-m", "finetuning.run", f"--output_dir={os.path.join(results, 'downstream')}",
                    f"--seeds={args.finetune_seeds}", f"--epochs={args.finetune_epochs}",
+                   f"--learning_rate={args.finetune_learning_rate}",
                    f"--seq_length={args.finetune_seq_length}",
                    f"--max_train_examples={args.finetune_max_train}",
                    f"--max_eval_examples={args.finetune_max_eval}"]
