@@ -1110,14 +1110,14 @@ def build_report_pipeline(pipeline: beam.Pipeline, config, languages: Sequence[s
                                              file_name_suffix=".jsonl"))
     if not examples:
         return
-    handlers = {}
+    handlers = {}  # float32 logits: the report keeps top-k ids and losses, never stored logits
     for name in scoring_teachers:
         t = config.teachers[name]
         handlers[name] = TeacherModelHandler(
             name=name, path=t.path, format=t.format, languages=t.languages,
             seq_length=config.seq_length, max_predictions_per_seq=config.max_predictions_per_seq,
             top_k=config.top_k, batch_size=config.inference_batch_size,
-            jit_compile=config.jit_compile, logits_dtype=config.logits_dtype)
+            jit_compile=config.jit_compile)
     scored = (examples | "FlattenExamples" >> beam.Flatten()
               | "ScoreWithTeachers" >> ScoreWithTeachers(handlers))
     teachers_of = {language: config.teachers_of(language) for language in languages}
