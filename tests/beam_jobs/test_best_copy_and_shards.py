@@ -105,3 +105,13 @@ def test_shards_are_sorted_complete_and_byte_identical(tmp_path, compression):
     assert sum(i["teachers"].get("t2", {}).get("real_tokens", 0) for i in index) == 10 * 63
     assert json.loads(open(os.path.join(outputs[0], SHARD_INDEX)).read()) == index
     assert not [n for _, _, files in os.walk(outputs[0]) for n in files if "inprogress" in n]
+
+
+def test_loss_per_word_sums_a_words_pieces_and_averages_over_words():
+    from beam_jobs.score import loss_per_word
+    # 6 masked pieces in 3 words, mean CE 1.0 per piece: 6.0 in total, 2.0 per word.
+    assert loss_per_word(1.0, 6, 3) == pytest.approx(2.0)
+    assert loss_per_word(0.5, 4, 4) == pytest.approx(0.5)   # one piece a word: per piece
+    for words in (None, 0, 7):
+        with pytest.raises(ValueError, match="masked word count"):
+            loss_per_word(1.0, 6, words)
