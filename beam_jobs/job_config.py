@@ -19,9 +19,18 @@ Example (configs/scoring/demo.yaml has a complete one):
     languages:
       en: {corpus: ["workspace/corpora/en/*.txt"], num_shards: 16}
       de: {corpus: ["workspace/corpora/de/*.txt"], num_shards: 8}
+      lb: {corpus: ["workspace/corpora/lb/*.txt"], num_shards: 2, tokenizer_teacher: mbert}
     teachers:
       bert_en: {format: google_bert_checkpoint, path: workspace/teachers/bert_en, languages: [en]}
       mbert:   {format: hf_folder, path: workspace/teachers/mbert, languages: [en, de]}
+
+Gold-only languages (paper §4.4, footnote 10: a language no teacher covers can still gain from
+the others' teachers through the shared student): a language with `tokenizer_teacher: <name>`
+is tokenized and masked with that teacher's tokenizer but never scored; its shards hold the gold
+part only (`has_teacher_outputs: false` in its manifest), in the student id space. The named
+teacher must be one of `teachers` (it scores other languages, so it is loaded anyway; the
+gold-only copies never reach its model); a language is either scored (in some teacher's
+`languages`) or gold-only, never both.
 
 Every key is checked: an unknown or missing key, or a value of the wrong type or out of range,
 raises `JobConfigError` naming the file, the key (dotted path) and the value. Casing is not
@@ -56,10 +65,15 @@ class JobConfigError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class LanguageConfig:
     """One language: the corpus file globs (in the job's document_format) and its output shard
-    count."""
+    count.
+
+    `tokenizer_teacher` is set for a gold-only language: the teacher whose tokenizer makes its
+    copies (no teacher scores it).
+    """
 
     corpus: tuple[str, ...]
     num_shards: int
+    tokenizer_teacher: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +124,28 @@ class JobConfig:
             top_k=self.top_k, logits_dtype=self.logits_dtype, has_teacher_outputs=True)
 
     def teachers_of(self, language: str) -> list[str]:
-        """The teachers that score `language`, in config order."""
+        """The teachers that score `language`, in config order ([] for a gold-only language)."""
         return [name for name, t in self.teachers.items() if language in t.languages]
+
+    def is_gold_only(self, language: str) -> bool:
+        """True for a language with a `tokenizer_teacher` (tokenized, never scored)."""
+        return self.languages[language].tokenizer_teacher is not None
+
+    @property
+    def gold_only_languages(self) -> list[str]:
+        return [lang for lang in self.languages if self.is_gold_only(lang)]
+
+    def tokenizers_of(self, language: str) -> list[str]:
+        """The teachers whose tokenizers make the copies of `language`: its scoring teachers, or
+        its tokenizer_teacher for a gold-only language."""
+        if self.is_gold_only(language):
+            return [self.languages[language].tokenizer_teacher]
+        return self.teachers_of(language)
+
+    def shard_spec_of(self, language: str) -> record_schema.ShardSpec:
+        """The ShardSpec of `language`'s records (no teacher outputs for a gold-only one)."""
+        return dataclasses.replace(self.shard_spec,
+                                   has_teacher_outputs=not self.is_gold_only(language))
 
     def copies_mode_of(self, language: str) -> str:
         """The manifest copies mode of `language`: `single` with one teacher, else the config's."""
@@ -121,8 +155,12 @@ class JobConfig:
         """Plain-data form (what the manifest records in its `config` field)."""
         data = dataclasses.asdict(self)
         data.pop("source")
-        data["languages"] = {k: {"corpus": list(v.corpus), "num_shards": v.num_shards}
-                             for k, v in self.languages.items()}
+        data["languages"] = {}
+        for name, language in self.languages.items():
+            entry = {"corpus": list(language.corpus), "num_shards": language.num_shards}
+            if language.tokenizer_teacher is not None:
+                entry["tokenizer_teacher"] = language.tokenizer_teacher
+            data["languages"][name] = entry
         data["teachers"] = {k: {"format": v.format, "path": v.path,
                                 "languages": list(v.languages)}
                             for k, v in self.teachers.items()}
@@ -234,7 +272,7 @@ def from_dict(data: Any, source: str = "<config>") -> JobConfig:
         _check_name(source, where, lang, "language")
         if not isinstance(entry, dict):
             _fail(source, where, f"must be a mapping with corpus and num_shards, got {entry!r}")
-        _check_keys(source, where + ".", entry, ("corpus", "num_shards"),
+        _check_keys(source, where + ".", entry, ("corpus", "num_shards", "tokenizer_teacher"),
                     ("corpus", "num_shards"))
         corpus = entry["corpus"]
         if isinstance(corpus, str):
@@ -245,7 +283,12 @@ def from_dict(data: Any, source: str = "<config>") -> JobConfig:
                   f"must be a non-empty list of file globs, got {entry['corpus']!r}")
         num_shards = _positive(source, f"{where}.num_shards",
                                _typed(source, f"{where}.num_shards", entry["num_shards"], "int"))
-        languages[lang] = LanguageConfig(corpus=tuple(corpus), num_shards=num_shards)
+        tokenizer_teacher = None
+        if "tokenizer_teacher" in entry:
+            tokenizer_teacher = _check_name(source, f"{where}.tokenizer_teacher",
+                                            entry["tokenizer_teacher"], "teacher")
+        languages[lang] = LanguageConfig(corpus=tuple(corpus), num_shards=num_shards,
+                                         tokenizer_teacher=tokenizer_teacher)
 
     teachers = {}
     if not values["teachers"]:
@@ -275,10 +318,23 @@ def from_dict(data: Any, source: str = "<config>") -> JobConfig:
                       f"language {lang!r} has no corpus under 'languages' "
                       f"(configured: {sorted(languages)})")
         teachers[name] = TeacherConfig(format=fmt, path=path, languages=tuple(served))
-    for lang in languages:
-        if not any(lang in t.languages for t in teachers.values()):
+    for lang, entry in languages.items():
+        scorers = [name for name, t in teachers.items() if lang in t.languages]
+        tokenizer_teacher = entry.tokenizer_teacher
+        if tokenizer_teacher is not None:
+            key = f"languages.{lang}.tokenizer_teacher"
+            if tokenizer_teacher not in teachers:
+                _fail(source, key, f"names no teacher of this job: {tokenizer_teacher!r} "
+                                   f"(teachers: {sorted(teachers)})")
+            if scorers:
+                _fail(source, key, f"{lang!r} is scored by {scorers}; a language is either "
+                                   "distilled (in a teacher's 'languages') or gold-only "
+                                   "(tokenizer_teacher), not both")
+        elif not scorers:
             _fail(source, f"languages.{lang}", "no teacher serves this language (add it to a "
-                                               "teacher's 'languages')")
+                                               "teacher's 'languages', or give it a "
+                                               "'tokenizer_teacher' to train it on gold labels "
+                                               "only)")
 
     values["languages"] = languages
     values["teachers"] = teachers

@@ -14,14 +14,24 @@ language folders; its temporary folder is removed (`remove_tree`).
 A folder that already holds shards, a manifest or dead letters is refused unless `overwrite`:
 then exactly those files are replaced (the old manifest is removed first) and anything else in
 the folder is left alone.
+
+A killed launcher cannot remove its temporary folder. Each one therefore holds `run.json`
+(launcher host, pid, start time), and the next run into the same output folder removes the
+stale ones (`remove_stale_temp_dirs`; only names `.tmp-scoring-*`): a folder whose launcher ran
+on this host and is no longer running, or, when that cannot be checked (another host, no
+readable run.json), one started more than `STALE_AFTER_SECONDS` (7 days) ago. Others are kept
+and reported (a run into the same folder may still be going on).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import fnmatch
+import json
 import logging
 import os
+import socket
 import uuid
 from typing import Iterable
 
@@ -32,6 +42,9 @@ from teacher_scoring.manifest import MANIFEST_FILENAME
 
 DEAD_LETTER_DIR = "dead_letter"
 TMP_PREFIX = ".tmp-scoring-"
+RUN_INFO = "run.json"
+STALE_AFTER_SECONDS = 7 * 24 * 3600
+_STAMP_FORMAT = "%Y%m%d-%H%M%S"
 
 
 class OutputError(ValueError):
@@ -69,10 +82,106 @@ def check_output(output_dir: str, languages: Iterable[str], overwrite: bool) -> 
 
 
 def make_temp_dir(output_dir: str) -> str:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(output_dir, f"{TMP_PREFIX}{stamp}-{uuid.uuid4().hex[:8]}")
+    """Creates `<output_dir>/.tmp-scoring-<UTC time>-<id>/` with its run.json."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    path = os.path.join(output_dir, f"{TMP_PREFIX}{now.strftime(_STAMP_FORMAT)}-"
+                                    f"{uuid.uuid4().hex[:8]}")
     tf.io.gfile.makedirs(path)
+    with tf.io.gfile.GFile(os.path.join(path, RUN_INFO), "w") as f:
+        f.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                            "started": now.isoformat()}))
     return path
+
+
+@dataclasses.dataclass
+class TempDirCleanup:
+    """What `remove_stale_temp_dirs` did: folders removed and kept, each with the reason."""
+
+    removed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    kept: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+def _pid_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _started_at(name: str, info: dict | None) -> datetime.datetime | None:
+    if info is not None:
+        try:
+            started = datetime.datetime.fromisoformat(str(info["started"]))
+            if started.tzinfo is not None:
+                return started
+        except (KeyError, ValueError):
+            pass
+    stamp = name[len(TMP_PREFIX):len(TMP_PREFIX) + 15]
+    try:
+        return datetime.datetime.strptime(stamp, _STAMP_FORMAT).replace(
+            tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+
+
+def _read_run_info(path: str) -> dict | None:
+    try:
+        with tf.io.gfile.GFile(os.path.join(path, RUN_INFO), "r") as f:
+            info = json.loads(f.read())
+    except (tf.errors.OpError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def stale_reason(path: str, now: datetime.datetime | None = None,
+                 stale_after_seconds: float = STALE_AFTER_SECONDS) -> tuple[bool, str]:
+    """(stale?, why) for one temporary folder (module docstring)."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    name = os.path.basename(path.rstrip("/"))
+    info = _read_run_info(path)
+    host, pid = (info.get("host"), info.get("pid")) if info else (None, None)
+    if host == socket.gethostname() and isinstance(pid, int) and not isinstance(pid, bool):
+        if _pid_running(pid):
+            return False, f"its launcher (pid {pid} on this host) is still running"
+        return True, f"its launcher (pid {pid} on this host) is no longer running"
+    started = _started_at(name, info)
+    where = (f"launched on {host}" if host else f"no readable {RUN_INFO}")
+    if started is None:
+        return False, f"{where}, start time unknown"
+    age = (now - started).total_seconds()
+    if age > stale_after_seconds:
+        return True, f"{where}, started {age / 3600:.1f} h ago"
+    return False, (f"{where}, started {age / 3600:.1f} h ago (removed after "
+                   f"{stale_after_seconds / 3600:.0f} h)")
+
+
+def remove_stale_temp_dirs(output_dir: str, now: datetime.datetime | None = None,
+                           stale_after_seconds: float = STALE_AFTER_SECONDS) -> TempDirCleanup:
+    """Removes the stale `.tmp-scoring-*` folders of killed runs in `output_dir` (module
+    docstring); logs and returns what was removed and what was kept."""
+    cleanup = TempDirCleanup()
+    if not tf.io.gfile.isdir(output_dir):
+        return cleanup
+    for name in sorted(n.rstrip("/") for n in tf.io.gfile.listdir(output_dir)):
+        path = os.path.join(output_dir, name)
+        if not name.startswith(TMP_PREFIX) or not tf.io.gfile.isdir(path):
+            continue
+        stale, reason = stale_reason(path, now, stale_after_seconds)
+        if stale:
+            tf.io.gfile.rmtree(path)
+            cleanup.removed.append((path, reason))
+            logging.warning("removed the temporary folder of a killed scoring run: %s (%s)",
+                            path, reason)
+        else:
+            cleanup.kept.append((path, reason))
+            logging.warning("kept the temporary folder %s (%s); remove it by hand if no "
+                            "run is using it", path, reason)
+    return cleanup
 
 
 def remove_tree(path: str) -> None:

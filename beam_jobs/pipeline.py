@@ -3,6 +3,10 @@
     ReadCorpus[lang] → BuildMaskedExamples[lang] → ScoreWithTeachers → MapToStudentVocab
         → SelectBestCopy → WriteShards            (+ WriteDeadLetters from every step)
 
+A gold-only language (job config `tokenizer_teacher`) skips ScoreWithTeachers: its copies go
+from BuildMaskedExamples straight to MapToStudentVocab and are written without teacher fields;
+its manifest says `has_teacher_outputs: false` and names its tokenizer teacher.
+
 `run_job(config, pipeline_args)` is the whole job (the launcher `beam_jobs.score_corpora` only
 parses flags):
 
@@ -12,7 +16,8 @@ parses flags):
      accepts S tokens, and scores a dummy batch to finite values; the output folder holds no
      previous run (unless overwrite). A bad teacher fails here, naming the teacher and the
      problem, before any document is read.
-  2. the pipeline runs, writing into a temporary folder under output_dir;
+  2. the stale temporary folders of killed runs are removed (`output.remove_stale_temp_dirs`),
+     then the pipeline runs, writing into a new temporary folder under output_dir;
   3. the manifests are written from the shard index (counts of what is on disk) and the job's
      Beam counters (`dropped`, `counters`), and the files are moved into place.
 """
@@ -37,15 +42,16 @@ from beam_jobs.build_examples import NO_MASKED_TOKEN, BuildMaskedExamples, Teach
 from beam_jobs.job_config import JobConfig, resolve_path
 from beam_jobs.read_corpus import ReadCorpus, check_corpus
 from beam_jobs.score import SCORED, ScoreWithTeachers
-from beam_jobs.teacher_model_handler import TeacherModelHandler
+from beam_jobs.teacher_model_handler import DROP_REASONS as SCORING_DROP_REASONS
+from beam_jobs.teacher_model_handler import TeacherModelHandler, unwritable_scores
 from beam_jobs.vocab_mapping import DROP_REASONS as MAPPING_DROP_REASONS
-from beam_jobs.vocab_mapping import MapToStudentVocab
+from beam_jobs.vocab_mapping import TOPK_NO_STUDENT_ID, MapToStudentVocab
 from beam_jobs.write_shards import WriteShards, read_shard_index
 from teacher_scoring import manifest as manifest_lib
 
 # Counter keys that go to a manifest's `dropped` (the rest go to `counters`).
-DROP_REASONS = tuple(EXAMPLE_DROP_REASONS) + tuple(MAPPING_DROP_REASONS) + (
-    metrics.DUPLICATE_COPIES,)
+DROP_REASONS = tuple(EXAMPLE_DROP_REASONS) + tuple(MAPPING_DROP_REASONS) + tuple(
+    SCORING_DROP_REASONS) + (metrics.DUPLICATE_COPIES,)
 
 
 class JobSetupError(ValueError):
@@ -126,6 +132,11 @@ def _check_teacher(name: str, config: JobConfig, student_vocab) -> tuple[Teacher
                              f"{(1, p, config.top_k)})")
     except Exception as error:  # pylint: disable=broad-except
         raise JobSetupError(f"{where}: scoring a test batch failed: {error}") from error
+    # A teacher whose logits do not fit the storage dtype would send every copy to the dead
+    # letters: refuse the job instead.
+    problem = unwritable_scores(weights[0], topk_logits[0], float(loss[0]), config.logits_dtype)
+    if problem is not None:
+        raise JobSetupError(f"{where}: its scores cannot be written: {problem[1]}")
     spec = TeacherSpec(name=name, vocab=tuple(teacher.vocab), lower_case=teacher.lower_case)
     manifest_entry = teacher.manifest_entry()
     manifest_entry.languages = list(entry.languages)
@@ -147,8 +158,12 @@ def prepare_job(config: JobConfig, overwrite: bool = False) -> PreparedJob:
             files = check_corpus(language, entry.corpus, where=config.source)
         except ValueError as error:
             raise JobSetupError(str(error)) from error
-        logging.info("language %s: %d corpus file(s), teachers %s", language, len(files),
-                     config.teachers_of(language))
+        if config.is_gold_only(language):
+            logging.info("language %s: %d corpus file(s), gold-only (tokenizer of %s)",
+                         language, len(files), config.tokenizers_of(language)[0])
+        else:
+            logging.info("language %s: %d corpus file(s), teachers %s", language, len(files),
+                         config.teachers_of(language))
     try:
         output.check_output(config.output_dir, config.languages, overwrite)
     except output.OutputError as error:
@@ -171,25 +186,31 @@ def prepare_job(config: JobConfig, overwrite: bool = False) -> PreparedJob:
 def build_pipeline(pipeline: beam.Pipeline, job: PreparedJob, tmp_dir: str) -> None:
     """Adds the scoring job's steps to `pipeline`, writing into `tmp_dir`."""
     config = job.config
-    examples, letters = [], []
+    examples, gold_only_examples, letters = [], [], []
     for language, entry in config.languages.items():
         documents = pipeline | f"ReadCorpus[{language}]" >> ReadCorpus(
             language, entry.corpus, config.document_format)
         built = documents | f"BuildMaskedExamples[{language}]" >> BuildMaskedExamples(
-            language, [job.teachers[t] for t in config.teachers_of(language)], config)
-        examples.append(built[BuildMaskedExamples.EXAMPLES])
+            language, [job.teachers[t] for t in config.tokenizers_of(language)], config)
+        (gold_only_examples if config.is_gold_only(language) else examples).append(
+            built[BuildMaskedExamples.EXAMPLES])
         letters.append(built[dl.DEAD_LETTER])
     handlers = {
         name: TeacherModelHandler(
             name=name, path=t.path, format=t.format, languages=t.languages,
             seq_length=config.seq_length, max_predictions_per_seq=config.max_predictions_per_seq,
             top_k=config.top_k, batch_size=config.inference_batch_size,
-            jit_compile=config.jit_compile)
+            jit_compile=config.jit_compile, logits_dtype=config.logits_dtype)
         for name, t in config.teachers.items()}
     scored = (examples | "FlattenExamples" >> beam.Flatten()
               | "ScoreWithTeachers" >> ScoreWithTeachers(handlers))
     letters.append(scored[dl.DEAD_LETTER])
-    mapped = scored[SCORED] | "MapToStudentVocab" >> MapToStudentVocab(job.maps, config.shard_spec)
+    to_map = scored[SCORED]
+    if gold_only_examples:
+        # Gold-only copies are never scored: straight to the mapping (no teacher fields).
+        to_map = [to_map] + gold_only_examples | "WithGoldOnlyExamples" >> beam.Flatten()
+    mapped = to_map | "MapToStudentVocab" >> MapToStudentVocab(
+        job.maps, config.shard_spec, config.gold_only_languages)
     letters.append(mapped[dl.DEAD_LETTER])
     best_languages = [lang for lang in config.languages if config.copies_mode_of(lang) == "best"]
     _ = (mapped[MapToStudentVocab.RECORDS]
@@ -201,14 +222,21 @@ def build_pipeline(pipeline: beam.Pipeline, job: PreparedJob, tmp_dir: str) -> N
          | "WriteDeadLetters" >> dl.WriteDeadLetters(os.path.join(tmp_dir, output.DEAD_LETTER_DIR)))
 
 
-def _zero_drops(teachers: Sequence[str]) -> dict[str, int]:
-    """Every drop reason a language can have, at 0: a manifest lists what was not dropped too."""
+def _zero_drops(teachers: Sequence[str], scored: bool = True) -> dict[str, int]:
+    """Every drop reason a language can have, at 0: a manifest lists what was not dropped too.
+    A gold-only language (`scored` False) has no scoring stage and no top-k entries."""
     zeros = {reason: 0 for reason in EXAMPLE_DROP_REASONS if reason != NO_MASKED_TOKEN}
     zeros[f"{metrics.DEAD_LETTER}/{dl.BUILD_EXAMPLES}"] = 0
+    mapping_reasons = tuple(MAPPING_DROP_REASONS)
+    if not scored:
+        mapping_reasons = tuple(r for r in mapping_reasons if r != TOPK_NO_STUDENT_ID)
     for teacher in teachers:
-        for reason in tuple(MAPPING_DROP_REASONS) + (metrics.DUPLICATE_COPIES, NO_MASKED_TOKEN):
+        reasons = mapping_reasons + (metrics.DUPLICATE_COPIES, NO_MASKED_TOKEN)
+        if scored:
+            reasons += tuple(SCORING_DROP_REASONS)
+        for reason in reasons:
             zeros[f"{teacher}/{reason}"] = 0
-        for stage in (dl.SCORE, dl.MAP_TO_STUDENT):
+        for stage in ((dl.SCORE, dl.MAP_TO_STUDENT) if scored else (dl.MAP_TO_STUDENT,)):
             zeros[f"{teacher}/{metrics.DEAD_LETTER}/{stage}"] = 0
     return zeros
 
@@ -220,7 +248,8 @@ def build_manifests(job: PreparedJob, tmp_dir: str,
     infos = read_shard_index(tmp_dir)
     manifests = {}
     for language in config.languages:
-        teachers = config.teachers_of(language)
+        gold_only = config.is_gold_only(language)
+        teachers = config.tokenizers_of(language)
         mine = [i for i in infos if i["language"] == language]
         counts = {t: manifest_lib.TeacherCounts(real_tokens=0) for t in teachers}
         for info in mine:
@@ -230,12 +259,16 @@ def build_manifests(job: PreparedJob, tmp_dir: str,
                 counts[teacher].real_tokens += c["real_tokens"]
         examples = sum(i["examples"] for i in mine)
         real_tokens = sum(i["real_tokens"] for i in mine)
-        dropped, other = metrics.language_counters(counters, language, teachers, DROP_REASONS)
-        dropped = {**_zero_drops(teachers), **dropped}
+        # A gold-only language's tokenizer teacher ran no inference for it: no job/<teacher>/
+        # inference counters in its manifest.
+        dropped, other = metrics.language_counters(counters, language,
+                                                   () if gold_only else teachers, DROP_REASONS)
+        dropped = {**_zero_drops(teachers, scored=not gold_only), **dropped}
         manifests[language] = manifest_lib.Manifest(
             seq_length=config.seq_length,
             max_predictions_per_seq=config.max_predictions_per_seq,
-            top_k=config.top_k, logits_dtype=config.logits_dtype, has_teacher_outputs=True,
+            top_k=config.top_k, logits_dtype=config.logits_dtype,
+            has_teacher_outputs=not gold_only,
             id_space="student", vocab_sha256=job.student_vocab_sha256,
             vocab_size=job.student_vocab_size,
             teachers={t: job.teacher_entries[t] for t in teachers},
@@ -261,6 +294,8 @@ class JobResult:
     counters: dict[str, int]
     dead_letters: int
     seconds: float
+    # Temporary folders of killed runs removed before this run / kept (path, reason).
+    temp_dirs: output.TempDirCleanup = dataclasses.field(default_factory=output.TempDirCleanup)
 
 
 def default_pipeline_args(pipeline_args: Sequence[str]) -> list[str]:
@@ -293,6 +328,7 @@ def run_job(config: JobConfig, pipeline_args: Sequence[str] = (), overwrite: boo
         job = prepare_job(config, overwrite)
     config = job.config
     options = PipelineOptions(default_pipeline_args(pipeline_args))
+    cleanup = output.remove_stale_temp_dirs(config.output_dir)
     tmp_dir = output.make_temp_dir(config.output_dir)
     logging.info("scoring job %s → %s (temporary folder %s)", config.source, config.output_dir,
                  tmp_dir)
@@ -322,8 +358,13 @@ def run_job(config: JobConfig, pipeline_args: Sequence[str] = (), overwrite: boo
     if dead:
         logging.warning("%d records went to the dead-letter output %s", dead,
                         output.dead_letter_files(config.output_dir))
+    unwritable = {k: v for k, v in counters.items()
+                  if k.split("/")[-1] in SCORING_DROP_REASONS and v}
+    if unwritable:
+        logging.warning("copies whose teacher scores could not be written (dead letters): %s",
+                        unwritable)
     return JobResult(output_dir=config.output_dir, manifests=manifests, counters=counters,
-                     dead_letters=dead, seconds=time.monotonic() - start)
+                     dead_letters=dead, seconds=time.monotonic() - start, temp_dirs=cleanup)
 
 
 def _wait(result, poll_seconds: float = 60.0) -> None:

@@ -15,6 +15,11 @@ Failures are isolated to the record: a copy that does not fit the shapes or the 
 vocabulary is not scored, and if a whole batch raises it is retried one copy at a time; every
 copy that still fails comes back as a `ScoringFailure` (the job sends it to the dead-letter
 output) instead of failing the batch.
+
+Scores the shards could not hold are failures too, so the job never writes them: a NaN or
+infinite top-k logit of a masked slot or teacher loss (`<lang>/<teacher>/nonfinite_scores`), and,
+with `logits_dtype: float16`, a logit that float16 cannot represent (|logit| > 65504 rounds to
+inf; `<lang>/<teacher>/float16_overflow`). Both counters go to the manifest's `dropped`.
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from beam_jobs import metrics
 from teacher_scoring import record_schema
+
+# Counter keys of copies whose scores cannot be written (the manifest's `dropped`).
+NONFINITE_SCORES = "nonfinite_scores"
+FLOAT16_OVERFLOW = "float16_overflow"
+DROP_REASONS = (NONFINITE_SCORES, FLOAT16_OVERFLOW)
 
 _INT_FIELDS = ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions",
                "masked_lm_ids")
@@ -68,12 +78,14 @@ class TeacherModelHandler(ModelHandler[record_schema.ScoredExample, PredictionRe
       seq_length, max_predictions_per_seq, top_k: S, P, k.
       batch_size: rows per call (RunInference batches of exactly this size, last one padded).
       jit_compile: XLA-compile the scoring function.
+      logits_dtype: how the shards store the logits ("float32" | "float16"): with float16, a
+        copy with a logit beyond float16's range is a failure (module docstring).
     """
 
     def __init__(self, name: str, path: str, format: str,  # pylint: disable=redefined-builtin
                  languages: Sequence[str],
                  seq_length: int, max_predictions_per_seq: int, top_k: int, batch_size: int,
-                 jit_compile: bool = False):
+                 jit_compile: bool = False, logits_dtype: str = "float32"):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
         self._name = name
         self._path = path
@@ -84,6 +96,10 @@ class TeacherModelHandler(ModelHandler[record_schema.ScoredExample, PredictionRe
         self._top_k = top_k
         self._batch_size = batch_size
         self._jit_compile = jit_compile
+        if logits_dtype not in record_schema.LOGITS_DTYPES:
+            raise ValueError(f"logits_dtype must be one of {record_schema.LOGITS_DTYPES}, got "
+                             f"{logits_dtype!r}")
+        self._logits_dtype = logits_dtype
         self._counters = None
         self._progress = None
 
@@ -134,6 +150,12 @@ class TeacherModelHandler(ModelHandler[record_schema.ScoredExample, PredictionRe
         if not np.any(np.asarray(example.masked_lm_weights) > 0):
             return "no masked slot (all masked_lm_weights are 0)"
         return None
+
+    def _unwritable(self, example: record_schema.ScoredExample,
+                    scores: TeacherScores) -> Optional[tuple[str, str]]:
+        """(counter key, reason) if the shards cannot hold these scores, else None."""
+        return unwritable_scores(example.masked_lm_weights, scores.topk_logits,
+                                 scores.teacher_loss, self._logits_dtype)
 
     def _score(self, examples: Sequence[record_schema.ScoredExample],
                model: LoadedTeacher) -> list[TeacherScores]:
@@ -188,9 +210,47 @@ class TeacherModelHandler(ModelHandler[record_schema.ScoredExample, PredictionRe
                         scores.append(ScoringFailure(
                             f"{type(single_error).__name__}: {single_error}"))
             for i, score in zip(chunk, scores):
-                if isinstance(score, TeacherScores) and not np.isfinite(score.teacher_loss):
-                    score = ScoringFailure(f"non-finite teacher loss {score.teacher_loss}")
+                if isinstance(score, TeacherScores):
+                    problem = self._unwritable(batch[i], score)
+                    if problem is not None:
+                        key, reason = problem
+                        self._counters.inc(batch[i].language, self._name, key)
+                        score = ScoringFailure(reason)
                 results[i] = score
         self._progress.add(len(batch))
         return [PredictionResult(example, result, self._name)
                 for example, result in zip(batch, results)]
+
+
+def unwritable_scores(masked_lm_weights, topk_logits, teacher_loss,
+                      logits_dtype: str) -> Optional[tuple[str, str]]:
+    """Why a copy's scores cannot be written, as (counter key, reason), or None if they can.
+
+    Args:
+      masked_lm_weights: [P] the copy's slot weights (> 0: a masked slot).
+      topk_logits: [P, k] its top-k logits; only the masked slots' rows are checked (the
+        padding rows are zeroed by the scorer).
+      teacher_loss: its scalar teacher loss.
+      logits_dtype: the shards' logits dtype ("float16": values must survive the cast).
+    """
+    real = np.asarray(masked_lm_weights) > 0
+    logits = np.asarray(topk_logits, np.float32)[real]
+    finite = np.isfinite(logits)
+    if not np.all(finite):
+        slot = int(np.nonzero(~finite.all(axis=-1))[0][0])
+        return NONFINITE_SCORES, (
+            f"non-finite teacher logits: {int((~finite).sum())} of the {logits.size} top-k "
+            f"logits of the masked slots are NaN or infinite (first in masked slot {slot}: "
+            f"{logits[slot].tolist()})")
+    if not np.isfinite(teacher_loss):
+        return NONFINITE_SCORES, f"non-finite teacher loss {teacher_loss}"
+    if logits_dtype == "float16":
+        with np.errstate(over="ignore"):
+            overflow = ~np.isfinite(logits.astype(np.float16))
+        if np.any(overflow):
+            largest = float(np.abs(logits).max())
+            return FLOAT16_OVERFLOW, (
+                f"teacher logit {largest:.6g} overflows float16 (|logit| > 65504 becomes inf; "
+                f"{int(overflow.sum())} of the {logits.size} top-k logits of the masked slots): "
+                "logits_dtype is float16; use float32 for this teacher's scale")
+    return None

@@ -16,6 +16,10 @@ is counted (keys below, per teacher); nothing is dropped silently:
 Only `[unusedN]` placeholders lack a student id (vocab.union), so the last four are rare: a
 teacher predicting a placeholder among its top k, or masking's random replacement drawing one.
 
+A gold-only language's copies (job config `tokenizer_teacher`) are never scored: they come here
+straight from BuildMaskedExamples, in their tokenizer teacher's id space, and only their input
+and gold ids are mapped (`teacher_outputs=False`); they are written without teacher fields.
+
 Padding is normalised to the record schema's conventions: input positions beyond the mask get
 [PAD] = 0, padding slots get position 0, gold 0, weight 0, top-k ids 0 and logits 0. Removed
 slots are compacted (the remaining positions stay ascending, padding at the end).
@@ -66,13 +70,16 @@ def _lookup(mapping: np.ndarray, ids: np.ndarray, teacher: str, field: str,
 
 
 def map_to_student(example: record_schema.ScoredExample, mapping: np.ndarray,
-                   counts: collections.Counter | None = None) -> record_schema.ScoredExample | None:
+                   counts: collections.Counter | None = None,
+                   teacher_outputs: bool = True) -> record_schema.ScoredExample | None:
     """Maps a scored copy from its teacher's id space to the student's.
 
     Args:
       example: a ScoredExample with teacher outputs, ids in `example.teacher`'s space.
       mapping: the teacher's int32 map [teacher_vocab_size] (-1: no student id).
       counts: a Counter the keys of the module docstring are added to.
+      teacher_outputs: False for a gold-only copy (no top-k fields: only input and gold ids
+        are mapped, and the result has no teacher fields either).
 
     Returns:
       A new ScoredExample in the student id space, or None if no masked slot is left (counted
@@ -87,12 +94,17 @@ def map_to_student(example: record_schema.ScoredExample, mapping: np.ndarray,
     input_mask = np.asarray(example.input_mask)
     real = input_mask > 0
     weights = np.asarray(example.masked_lm_weights, np.float32)
-    topk_ids = np.asarray(example.teacher_topk_ids)
-    topk_logits = np.asarray(example.teacher_topk_logits, np.float32)
-    p, k = topk_ids.shape
-    if weights.shape != (p,) or topk_logits.shape != (p, k):
-        raise MappingError(f"example {eid!r} teacher {teacher!r}: top-k shapes {topk_ids.shape} "
-                           f"/ {topk_logits.shape} do not match {weights.shape[0]} slots")
+    p = weights.shape[0]
+    if teacher_outputs:
+        if example.teacher_topk_ids is None or example.teacher_topk_logits is None:
+            raise MappingError(f"example {eid!r} teacher {teacher!r}: no teacher outputs (a "
+                               "copy of a scored language must be scored before mapping)")
+        topk_ids = np.asarray(example.teacher_topk_ids)
+        topk_logits = np.asarray(example.teacher_topk_logits, np.float32)
+        k = topk_ids.shape[-1]
+        if topk_ids.shape != (p, k) or topk_logits.shape != (p, k):
+            raise MappingError(f"example {eid!r} teacher {teacher!r}: top-k shapes "
+                               f"{topk_ids.shape} / {topk_logits.shape} do not match {p} slots")
 
     input_ids = np.where(real, np.asarray(example.input_word_ids), 0)
     student_inputs = _lookup(mapping, input_ids, teacher, "input_word_ids", eid)
@@ -114,6 +126,24 @@ def map_to_student(example: record_schema.ScoredExample, mapping: np.ndarray,
         return None
 
     n = slots.size
+    positions = np.zeros([p], np.int32)
+    gold_ids = np.zeros([p], np.int32)
+    out_weights = np.zeros([p], np.float32)
+    positions[:n] = np.asarray(example.masked_lm_positions)[slots]
+    gold_ids[:n] = gold
+    out_weights[:n] = weights[slots]
+    mapped = dataclasses.replace(
+        example,
+        input_word_ids=student_inputs,
+        input_mask=input_mask.astype(np.int32),
+        input_type_ids=np.where(real, np.asarray(example.input_type_ids), 0).astype(np.int32),
+        masked_lm_positions=positions,
+        masked_lm_ids=gold_ids,
+        masked_lm_weights=out_weights)
+    if not teacher_outputs:
+        return dataclasses.replace(mapped, teacher_topk_ids=None, teacher_topk_logits=None,
+                                   teacher_loss=None)
+
     real_topk = topk_ids[slots]
     if np.any(real_topk < 0):
         # The scorer never returns negative ids for a real slot; a -1 here means the copy was
@@ -126,52 +156,42 @@ def map_to_student(example: record_schema.ScoredExample, mapping: np.ndarray,
     if np.any(dropped):
         counts[TOPK_NO_STUDENT_ID] += int(dropped.sum())
 
-    positions = np.zeros([p], np.int32)
-    gold_ids = np.zeros([p], np.int32)
-    out_weights = np.zeros([p], np.float32)
     out_topk = np.zeros([p, k], np.int32)
     out_logits = np.zeros([p, k], np.float32)
-    positions[:n] = np.asarray(example.masked_lm_positions)[slots]
-    gold_ids[:n] = gold
-    out_weights[:n] = weights[slots]
     out_topk[:n] = student_topk
     out_logits[:n] = np.where(dropped, 0.0, topk_logits[slots])
-    return dataclasses.replace(
-        example,
-        input_word_ids=student_inputs,
-        input_mask=input_mask.astype(np.int32),
-        input_type_ids=np.where(real, np.asarray(example.input_type_ids), 0).astype(np.int32),
-        masked_lm_positions=positions,
-        masked_lm_ids=gold_ids,
-        masked_lm_weights=out_weights,
-        teacher_topk_ids=out_topk,
-        teacher_topk_logits=out_logits,
-    )
+    return dataclasses.replace(mapped, teacher_topk_ids=out_topk, teacher_topk_logits=out_logits)
 
 
 class _MapFn(beam.DoFn):
     """ScoredExample (teacher space) → ScoredRecord (student space, serialized)."""
 
-    def __init__(self, maps, spec: record_schema.ShardSpec):
+    def __init__(self, maps, spec: record_schema.ShardSpec, gold_only_languages=()):
         self._maps = {name: np.asarray(m, np.int32) for name, m in maps.items()}
         self._spec = spec
+        self._gold_spec = dataclasses.replace(spec, has_teacher_outputs=False)
+        self._gold_only = frozenset(gold_only_languages)
 
     def setup(self):
         self._counters = metrics.Counters()
 
     def process(self, example):
         counts = collections.Counter()
+        gold_only = example.language in self._gold_only
         try:
-            mapped = map_to_student(example, self._maps[example.teacher], counts)
+            mapped = map_to_student(example, self._maps[example.teacher], counts,
+                                    teacher_outputs=not gold_only)
             record = None
             if mapped is not None:
                 record = ScoredRecord(
                     language=mapped.language, example_id=mapped.example_id,
-                    teacher=mapped.teacher, teacher_loss=float(mapped.teacher_loss),
+                    teacher=mapped.teacher,
+                    teacher_loss=0.0 if gold_only else float(mapped.teacher_loss),
                     masked_tokens=mapped.num_predictions,
-                    serialized=record_schema.serialize(mapped, self._spec),
+                    serialized=record_schema.serialize(
+                        mapped, self._gold_spec if gold_only else self._spec),
                     real_tokens=int(np.sum(mapped.input_mask)),
-                    word_loss=float(mapped.teacher_word_loss))
+                    word_loss=0.0 if gold_only else float(mapped.teacher_word_loss))
         except Exception as error:  # pylint: disable=broad-except
             self._counters.inc(example.language, example.teacher,
                                f"{metrics.DEAD_LETTER}/{dl.MAP_TO_STUDENT}")
@@ -192,16 +212,20 @@ class MapToStudentVocab(beam.PTransform):
     Args:
       maps: teacher name → int32 map [teacher_vocab_size] (StudentVocab.maps).
       spec: the ShardSpec the records are serialized (and validated) with.
+      gold_only_languages: languages whose copies are not scored (mapped and written without
+        teacher fields).
     """
 
     RECORDS = "records"
 
-    def __init__(self, maps, spec: record_schema.ShardSpec):
+    def __init__(self, maps, spec: record_schema.ShardSpec, gold_only_languages=()):
         super().__init__()
         self._maps = maps
         self._spec = spec
+        self._gold_only = tuple(gold_only_languages)
 
     def expand(self, scored):
-        outputs = scored | "MapIds" >> beam.ParDo(_MapFn(self._maps, self._spec)).with_outputs(
-            dl.DEAD_LETTER, main=self.RECORDS)
+        outputs = scored | "MapIds" >> beam.ParDo(
+            _MapFn(self._maps, self._spec, self._gold_only)).with_outputs(
+                dl.DEAD_LETTER, main=self.RECORDS)
         return {self.RECORDS: outputs[self.RECORDS], dl.DEAD_LETTER: outputs[dl.DEAD_LETTER]}

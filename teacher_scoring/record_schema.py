@@ -36,7 +36,9 @@ Validity of a top-k entry: entry (p, j) is real iff `masked_lm_weights[p] > 0` a
 `teacher_topk_ids[p, j] >= 0`. Writers put id 0 / logit 0 in padding slots (cheap varints) and
 `INVALID_ID` (-1) for an entry dropped inside a real slot (e.g. a teacher token with no student
 id). With float16 logits the values are stored as the raw little-endian bytes of a float16 array
-(one bytes feature), which halves their size; readers always get float32 back.
+(one bytes feature), which halves their size; readers always get float32 back. `validate` (hence
+every writer) refuses non-finite weights, logits and losses, and, for float16, logits beyond its
+range (|x| > 65504 would be stored as inf).
 
 Records written without teacher outputs (`ShardSpec.has_teacher_outputs=False`, plain MLM data
 used to pretrain a teacher) omit the three teacher fields.
@@ -168,6 +170,9 @@ def validate(example: ScoredExample, spec: ShardSpec) -> None:
         raise RecordError(
             f"example {example.example_id!r}: masked_lm_positions out of range [0, {s}): "
             f"{positions.tolist()}")
+    if not np.all(np.isfinite(np.asarray(example.masked_lm_weights, np.float32))):
+        raise RecordError(f"example {example.example_id!r}: masked_lm_weights must be finite, "
+                          f"got {np.asarray(example.masked_lm_weights).tolist()}")
     if spec.has_teacher_outputs:
         _check_shape(example, TEACHER_TOPK_IDS, (p, k))
         _check_shape(example, TEACHER_TOPK_LOGITS, (p, k))
@@ -175,6 +180,18 @@ def validate(example: ScoredExample, spec: ShardSpec) -> None:
             raise RecordError(
                 f"example {example.example_id!r}: teacher_loss must be a finite number, got "
                 f"{example.teacher_loss!r}")
+        logits = np.asarray(example.teacher_topk_logits, np.float32)
+        if not np.all(np.isfinite(logits)):
+            raise RecordError(f"example {example.example_id!r}: teacher_topk_logits hold "
+                              f"{int((~np.isfinite(logits)).sum())} NaN/infinite value(s)")
+        if spec.logits_dtype == "float16":
+            with np.errstate(over="ignore"):
+                overflow = ~np.isfinite(logits.astype(np.float16))
+            if np.any(overflow):
+                raise RecordError(
+                    f"example {example.example_id!r}: teacher_topk_logits hold "
+                    f"{int(overflow.sum())} value(s) beyond float16's range (max |logit| "
+                    f"{float(np.abs(logits).max()):.6g} > 65504) and logits_dtype is float16")
     for field in (LANGUAGE, TEACHER, EXAMPLE_ID):
         if not isinstance(getattr(example, field), str) or not getattr(example, field):
             raise RecordError(f"example {example.example_id!r}: {field!r} must be a non-empty str")

@@ -119,3 +119,49 @@ def test_bundled_configs_load():
 def test_teacher_formats_are_the_loaders_formats():
     from teacher_scoring.loaders import FORMATS
     assert set(job_config.TEACHER_FORMATS) == set(FORMATS) | {"auto"}
+
+
+def _with_gold_only() -> dict:
+    data = _valid()
+    data["languages"]["lb"] = {"corpus": ["c/lb.txt"], "num_shards": 1,
+                               "tokenizer_teacher": "t_multi"}
+    return data
+
+
+def test_gold_only_language_with_a_tokenizer_teacher(tmp_path):
+    config = load_job_config(_write(tmp_path, _with_gold_only()))
+    assert config.is_gold_only("lb") and not config.is_gold_only("en")
+    assert config.gold_only_languages == ["lb"]
+    assert config.teachers_of("lb") == [] and config.tokenizers_of("lb") == ["t_multi"]
+    assert config.tokenizers_of("en") == ["t_en", "t_multi"]
+    assert config.copies_mode_of("lb") == "single"
+    assert config.shard_spec_of("lb").has_teacher_outputs is False
+    assert config.shard_spec_of("en").has_teacher_outputs is True
+    # The named teacher does not list lb; the manifest's config records the field.
+    assert "lb" not in config.teachers["t_multi"].languages
+    assert config.to_dict()["languages"]["lb"]["tokenizer_teacher"] == "t_multi"
+    assert "tokenizer_teacher" not in config.to_dict()["languages"]["en"]
+    assert job_config.from_dict(config.to_dict(), "again").to_dict() == config.to_dict()
+
+
+@pytest.mark.parametrize("mutate, key, message", [
+    (lambda d: d["languages"]["lb"].update(tokenizer_teacher="t_fr"),
+     "languages.lb.tokenizer_teacher", r"names no teacher of this job: 't_fr' \(teachers: "),
+    (lambda d: d["languages"]["lb"].update(tokenizer_teacher=["t_en"]),
+     "languages.lb.tokenizer_teacher", "must match"),
+    (lambda d: d["languages"]["de"].update(tokenizer_teacher="t_en"),
+     "languages.de.tokenizer_teacher", r"'de' is scored by \['t_multi'\].*not both"),
+    (lambda d: d["languages"]["lb"].pop("tokenizer_teacher"), "languages.lb",
+     "no teacher serves this language.*tokenizer_teacher"),
+    (lambda d: d["languages"]["lb"].update(gold_only=True), "languages.lb.gold_only",
+     "unknown key"),
+])
+def test_gold_only_errors_name_the_field(tmp_path, mutate, key, message):
+    data = _with_gold_only()
+    mutate(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(JobConfigError) as info:
+        load_job_config(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: {key}: "), text
+    assert __import__("re").search(message, text), text

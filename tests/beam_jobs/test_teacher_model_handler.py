@@ -98,3 +98,45 @@ def test_a_failing_batch_is_retried_copy_by_copy(handler_and_model, monkeypatch)
     assert isinstance(results[0].inference, TeacherScores)
     assert isinstance(results[2].inference, TeacherScores)
     assert results[1].inference == ScoringFailure("RuntimeError: injected failure")
+
+
+def _faulty_teacher(vocab):
+    """A Teacher (any callable) whose logits depend on a marker in input_type_ids[:, -1]:
+    0 normal, 1 NaN everywhere, 2 logits of +-1e5 and 2e5 (beyond float16's 65504)."""
+    import tensorflow as tf
+
+    from teacher_scoring.teacher import Teacher
+
+    def mlm_fn(input_word_ids, input_mask, input_type_ids, masked_lm_positions):
+        del input_mask
+        gathered = tf.gather(input_word_ids, masked_lm_positions, batch_dims=1)   # [B, P]
+        logits = 3.0 * tf.one_hot(gathered, len(vocab)) - 1.0                     # [B, P, V]
+        scale = tf.gather(tf.constant([1.0, float("nan"), 1e5]), input_type_ids[:, -1])
+        return logits * scale[:, None, None]
+
+    return Teacher("faulty", vocab, False, ["en"], mlm_fn)
+
+
+@pytest.mark.parametrize("logits_dtype", ["float16", "float32"])
+def test_nan_and_overflowing_logits_become_failures_with_their_reason(workspace, logits_dtype):
+    from beam_jobs.teacher_model_handler import LoadedTeacher
+    from teacher_scoring import scoring
+
+    _, _, _, vocab, _ = workspace.teachers["en_a"]
+    teacher = _faulty_teacher(vocab)
+    loaded = LoadedTeacher(teacher, scoring.make_score_fn(teacher, top_k=K))
+    handler = TeacherModelHandler("faulty", "unused", "auto", ["en"], S, P, K, batch_size=B,
+                                  logits_dtype=logits_dtype)
+    examples = _examples(teacher.tokenizer(), 3)
+    examples[1].input_type_ids[-1] = 1
+    examples[2].input_type_ids[-1] = 2
+    results = [r.inference for r in handler.run_inference(examples, loaded)]
+    assert isinstance(results[0], TeacherScores)
+    assert isinstance(results[1], ScoringFailure)
+    assert results[1].reason.startswith("non-finite teacher logits: ")
+    if logits_dtype == "float16":
+        assert isinstance(results[2], ScoringFailure)
+        assert "teacher logit 200000 overflows float16" in results[2].reason
+    else:
+        assert isinstance(results[2], TeacherScores)
+        assert results[2].topk_logits.max() == pytest.approx(2e5)

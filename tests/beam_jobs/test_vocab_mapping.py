@@ -98,3 +98,22 @@ def test_out_of_vocabulary_ids_are_errors_naming_the_copy():
     ex.teacher_topk_ids[1, 2] = 99
     with pytest.raises(MappingError, match=r"'en-abc-0'.*teacher_topk_ids.*99"):
         map_to_student(ex, _vocab().maps["t"])
+
+
+def test_gold_only_copy_maps_inputs_and_gold_without_teacher_fields():
+    vocab = _vocab()
+    example = _example(teacher_topk_ids=None, teacher_topk_logits=None, teacher_loss=None)
+    counts = collections.Counter()
+    out = map_to_student(example, vocab.maps["t"], counts, teacher_outputs=False)
+    scored = map_to_student(_example(), vocab.maps["t"])
+    for field in ("input_word_ids", "input_mask", "masked_lm_positions", "masked_lm_ids",
+                  "masked_lm_weights"):
+        np.testing.assert_array_equal(getattr(out, field), getattr(scored, field))
+    assert out.teacher_topk_ids is None and out.teacher_loss is None
+    assert vocab_mapping.TOPK_ENTRIES not in counts
+    spec = record_schema.ShardSpec(S, P, K, has_teacher_outputs=False)
+    back = record_schema.deserialize(record_schema.serialize(out, spec), spec)
+    np.testing.assert_array_equal(back.masked_lm_ids, scored.masked_lm_ids)
+    # A copy of a scored language without scores is a bug upstream, not a gold-only copy.
+    with pytest.raises(MappingError, match="no teacher outputs"):
+        map_to_student(example, vocab.maps["t"])

@@ -151,3 +151,22 @@ def test_tf_models_pretraining_loader_reads_a_shard(tmp_path):
                                   np.stack([e.masked_lm_positions for e in examples]))
     got_weights = np.concatenate([b["masked_lm_weights"].numpy() for b in batches])
     np.testing.assert_array_equal(got_weights, np.stack([e.masked_lm_weights for e in examples]))
+
+
+@pytest.mark.parametrize("logits_dtype,value,message", [
+    ("float32", np.nan, "NaN/infinite"),
+    ("float16", np.inf, "NaN/infinite"),
+    ("float16", 70000.0, "beyond float16's range"),
+])
+def test_writers_never_write_non_finite_or_overflowing_logits(logits_dtype, value, message):
+    spec = rs.ShardSpec(16, 4, 3, logits_dtype)
+    example = make_example(spec, np.random.default_rng(5))
+    example.teacher_topk_logits[0, 1] = value
+    with pytest.raises(rs.RecordError, match=message):
+        rs.serialize(example, spec)
+    example.teacher_topk_logits[0, 1] = 65504.0            # float16's largest value is fine
+    back = rs.deserialize(rs.serialize(example, spec), spec)
+    assert back.teacher_topk_logits[0, 1] == 65504.0
+    example.masked_lm_weights[0] = np.nan
+    with pytest.raises(rs.RecordError, match="masked_lm_weights must be finite"):
+        rs.serialize(example, spec)
