@@ -9,7 +9,8 @@ Stages (each runs the project's own command line, printed before it runs):
                 the transfer split (python -m teacher_scoring.pretrain_teacher), exported as a
                 Hugging Face folder (and one as a Google-BERT checkpoint);
   3. vocab      the student vocabulary: the union of the teachers' (python -m vocab.build_union);
-  4. scoring    the Beam job on DirectRunner: the transfer split tokenized, masked and scored by
+  4. scoring    the teacher report on a sample (python -m teacher_scoring.teacher_report), then
+                the Beam job on DirectRunner: the transfer split tokenized, masked and scored by
                 each teacher, top-8 logits in the student's ids (python -m beam_jobs.score_corpora);
                 and again on the held-out split, for the evaluation;
   5. student    KD + MLM with lambda annealed 1 -> 0 (python student/train.py);
@@ -234,6 +235,11 @@ def main() -> None:
                              {f"teacher_{lang}": (teachers[lang], [lang]) for lang in languages},
                              mode, seq_length, max_predictions,
                              seed if split == "train" else seed + 1)
+        if split == "train":  # first the teacher report: each teacher's fit and masked-LM quality
+            run([python, "-m", "teacher_scoring.teacher_report", f"--config={config_path}",
+                 "--sample_paragraphs=3000", "--overwrite",
+                 f"--output_dir={os.path.join(ws, 'teacher_report')}"],
+                os.path.join(paths["logs"], "teacher_report.log"))
         run([python, "-m", "beam_jobs.score_corpora", f"--config={config_path}", "--overwrite",
              "--direct_num_workers=2"], os.path.join(paths["logs"], f"scoring_{split}.log"))
 
