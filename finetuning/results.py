@@ -119,9 +119,10 @@ def to_markdown(results: dict) -> str:
     names = columns(results)
     tasks = {(t["name"], t["language"]): t for t in results["tasks"]}
     metric = {}
-    for t in results["tasks"]:
-        metric.setdefault(t["name"], f"{METRIC_NAMES.get(t['metric'], t['metric'])}, "
-                                     f"{t['split']}")
+    for name in names:
+        mine = [t for t in results["tasks"] if t["name"] == name]
+        splits = "/".join(dict.fromkeys(t["split"] for t in mine))
+        metric[name] = f"{METRIC_NAMES.get(mine[0]['metric'], mine[0]['metric'])}, {splits}"
     languages = list(dict.fromkeys(t["language"] for t in results["tasks"]))
     header = ["language", "model"] + [f"{name} ({metric[name]})" for name in names]
     lines = ["| " + " | ".join(header) + " |",

@@ -150,6 +150,9 @@ def parse_task(value: str) -> TaskSpec:
         except ValueError as error:
             raise RunError(f"--task {value!r}: seq_length {fields['seq_length']!r} is not an "
                            "integer") from error
+        if seq_length < 3:
+            raise RunError(f"--task {value!r}: seq_length {seq_length} < 3 (room for [CLS], "
+                           "one piece, [SEP])")
     if "format" in fields:
         if fields["type"] == "classification":
             raise RunError(f"--task {value!r}: format applies to pos/ner files only")
@@ -410,6 +413,8 @@ def run(tasks: Sequence[TaskSpec], teachers: Sequence[ModelSpec],
     check_plan(tasks, teachers, students)
     if not seeds:
         raise RunError("--seeds must be at least 1")
+    if seq_length is not None and seq_length < 3:
+        raise RunError(f"--seq_length {seq_length} < 3 (room for [CLS], one piece, [SEP])")
     data: dict[str, TaskData] = {}
     for spec in tasks:
         length = spec.seq_length or seq_length or DEFAULT_SEQ_LENGTH[spec.type]
@@ -543,7 +548,7 @@ def main(argv):
     tf.get_logger().setLevel("ERROR")
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
-    if FLAGS["shards"].present:
+    if "shards" in FLAGS and FLAGS["shards"].present:
         raise app.UsageError("--shards belongs to student/evaluate.py, not to finetuning.run")
     start = time.monotonic()
     try:

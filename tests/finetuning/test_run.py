@@ -35,7 +35,8 @@ def test_parse_task():
             ("name=c,type=classification,language=en,train=a,dev=b,format=tsv",
              "format applies to pos/ner files only"),
             ("name=p,type=pos,language=en,train=a,dev=b,format=xml", "format 'xml'"),
-            ("name=p,type=pos,language=en,train=a,dev=b,seq_length=big", "not an integer")):
+            ("name=p,type=pos,language=en,train=a,dev=b,seq_length=big", "not an integer"),
+            ("name=p,type=pos,language=en,train=a,dev=b,seq_length=2", "seq_length 2 < 3")):
         with pytest.raises(run_lib.RunError, match=re.escape(message)):
             run_lib.parse_task(value)
 
