@@ -12,7 +12,6 @@ best dev epoch's dev score. The standard deviation is the sample standard deviat
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Sequence
 
@@ -80,6 +79,8 @@ def aggregate(tasks: Sequence[dict], records: Sequence[dict], hyperparameters: d
 
 
 def _rdt(tasks: Sequence[dict], students: Sequence[str]) -> dict:
+    """task -> student -> {per_language: {lang: RDT}, average}; None where a teacher scores 0
+    (RDT is relative to the teacher's score: undefined there)."""
     out: dict = {}
     for task in tasks:
         teachers = [m for m in task["models"] if m["kind"] == "teacher"]
@@ -87,14 +88,17 @@ def _rdt(tasks: Sequence[dict], students: Sequence[str]) -> dict:
         for student in students:
             if student not in by_name or not teachers:
                 continue
-            value = float(np.mean([rdt(by_name[student]["mean"], t["mean"]) if t["mean"] > 0
-                                   else float("nan") for t in teachers]))
+            value = None
+            if all(t["mean"] > 0 for t in teachers):
+                value = float(np.mean([rdt(by_name[student]["mean"], t["mean"])
+                                       for t in teachers]))
             entry = out.setdefault(task["name"], {}).setdefault(
                 student, dict(per_language={}, average=None))
             entry["per_language"][task["language"]] = value
     for per_student in out.values():
         for entry in per_student.values():
-            entry["average"] = float(np.mean(list(entry["per_language"].values())))
+            values = list(entry["per_language"].values())
+            entry["average"] = (None if None in values else float(np.mean(values)))
     return out
 
 
@@ -104,7 +108,7 @@ def _cell(mean: float, std: float | None) -> str:
 
 
 def _signed(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None:
         return "—"
     return f"{value:+.1f}"
 

@@ -65,6 +65,20 @@ def test_rdt_uses_the_projects_definition_and_sign(aggregated):
     assert "gold" not in rdt["ner"]  # no gold run on ner
 
 
+def test_rdt_is_undefined_where_a_teacher_scores_zero():
+    records = [record("ner", "tr", "t", "teacher", 1, 0.0), record("ner", "tr", "kd", "student",
+                                                                   1, 0.2),
+               record("ner", "zh", "t", "teacher", 1, 0.5), record("ner", "zh", "kd", "student",
+                                                                   1, 0.6)]
+    tasks = [dict(name="ner", type="ner", language=lang, metric="f1", split="dev")
+             for lang in ("tr", "zh")]
+    out = results.aggregate(tasks, records, {}, ["kd"])
+    assert out["rdt"]["ner"]["kd"]["per_language"] == {"tr": None, "zh": pytest.approx(20.0)}
+    assert out["rdt"]["ner"]["kd"]["average"] is None
+    assert "| **RDT (%)** | student `kd` | — |" in results.to_markdown(out)
+    json.dumps(out, allow_nan=False)  # valid JSON: no NaN
+
+
 def test_markdown_has_the_table_2_layout(aggregated):
     text = results.to_markdown(aggregated)
     lines = text.splitlines()
