@@ -87,8 +87,7 @@ def student(tmp_path_factory):
     shards = str(root / "shards_en")
     shard_fixtures.write_shards(shards, {"en": 40}, vocab_folder, SEQ_LENGTH, MAX_PREDICTIONS)
     config = _config(tokenizer.vocab_size, "model.encoder.bert_v2.embedding_size=32",
-                     "train.steps=3,train.steps_per_loop=3,train.checkpoint_interval=3,"
-                     "train.checkpoint_input_iterator=false")
+                     "train.steps=3,train.steps_per_loop=3,train.checkpoint_interval=3")
     data = experiment.prepare_data(config, vocab_folder, {"en": shards})
     trainer = experiment.build_trainer(config, data, str(root / "run"))
     trainer.train()
