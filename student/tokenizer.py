@@ -315,21 +315,72 @@ class TokenizedWords:
         return np.flatnonzero(~has).tolist()
 
 
-def _word_starts_of(text: str) -> np.ndarray:
-    """Byte offsets where the whitespace-delimited words of a cleaned text start.
+@dataclasses.dataclass(frozen=True)
+class _FlatBatch:
+    """A batch's pieces concatenated (row r is [row_splits[r], row_splits[r + 1]))."""
 
-    Cleaned text (`clean_text`) has no whitespace but the plain space.
+    ids: np.ndarray         # [N] int32
+    starts: np.ndarray      # [N] int64, byte offsets into the row's text
+    ends: np.ndarray        # [N] int64
+    word_ids: np.ndarray    # [N] int32, word index within the row
+    row_splits: np.ndarray  # [B + 1] int64
+    num_words: np.ndarray   # [B] int64
+    texts: list[str]
+
+    def row(self, r: int) -> TokenizedWords:
+        a, b = self.row_splits[r], self.row_splits[r + 1]
+        return TokenizedWords(ids=self.ids[a:b], starts=self.starts[a:b], ends=self.ends[a:b],
+                              word_ids=self.word_ids[a:b], text=self.texts[r],
+                              num_words=int(self.num_words[r]))
+
+
+def _flatten(tokenized: Sequence) -> tuple[np.ndarray, ...]:
+    """Per-text TokenizedTexts -> concatenated ids, starts, ends and row splits."""
+    lengths = np.array([len(t.ids) for t in tokenized], np.int64)
+    row_splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    if row_splits[-1] == 0:
+        empty = np.zeros([0], np.int64)
+        return empty.astype(np.int32), empty, empty, row_splits
+    ids = np.concatenate([t.ids for t in tokenized]).astype(np.int32)
+    starts = np.concatenate([t.starts for t in tokenized]).astype(np.int64)
+    ends = np.concatenate([t.ends for t in tokenized]).astype(np.int64)
+    return ids, starts, ends, row_splits
+
+
+def _word_ids_of(texts: Sequence[str], word_start_bytes: Sequence[np.ndarray] | None,
+                 starts: np.ndarray, row_splits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Word index of every piece, for the whole batch at once.
+
+    Args:
+      texts: the cleaned texts (only whitespace: the plain space).
+      word_start_bytes: per text, the byte offsets where its words start; None: the
+        whitespace-delimited words of the text.
+      starts: [N] piece byte offsets (within their text); row_splits: [B + 1].
+
+    Returns:
+      (word_ids [N] int32, num_words [B] int64).
     """
-    data = np.frombuffer(text.encode("utf-8"), np.uint8)
-    if data.size == 0:
-        return np.zeros([0], np.int64)
-    is_space = data == 0x20
-    starts = ~is_space & np.concatenate([[True], is_space[:-1]])
-    return np.flatnonzero(starts).astype(np.int64)
-
-
-def _word_ids(piece_starts: np.ndarray, word_starts: np.ndarray) -> np.ndarray:
-    return (np.searchsorted(word_starts, piece_starts, side="right") - 1).astype(np.int32)
+    if not texts:
+        return np.zeros([0], np.int32), np.zeros([0], np.int64)
+    lengths = np.array([len(t.encode("utf-8")) for t in texts], np.int64)
+    text_base = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64)
+    if word_start_bytes is None:
+        # The texts joined by spaces; a word starts at a non-space byte after a space.
+        data = np.frombuffer(" ".join(texts).encode("utf-8"), np.uint8)
+        is_space = data == 0x20
+        begins = ~is_space & np.concatenate([[True], is_space[:-1]])
+        global_starts = np.flatnonzero(begins).astype(np.int64)
+    else:
+        global_starts = np.concatenate(
+            [base + np.asarray(w, np.int64) for base, w in zip(text_base, word_start_bytes)]
+            + [np.zeros([0], np.int64)])
+    words_before = np.searchsorted(global_starts, text_base, side="left")
+    num_words = np.diff(np.append(words_before, len(global_starts))).astype(np.int64)
+    row_of_piece = np.repeat(np.arange(len(texts)), np.diff(row_splits))
+    global_piece = starts + text_base[row_of_piece]
+    word_ids = (np.searchsorted(global_starts, global_piece, side="right") - 1
+                - words_before[row_of_piece])
+    return word_ids.astype(np.int32), num_words
 
 
 # --------------------------------------------------------------------------- the tokenizer
@@ -634,22 +685,38 @@ class StudentTokenizer:
 
     # ------------------------------------------------------------------ tokenizing
 
+    def _tokenize_flat(self, texts: Sequence[str | bytes], language: str) -> _FlatBatch:
+        tokenizer = self.for_language(language)
+        cleaned = [tokenization.clean_text(t) for t in texts]
+        ids, starts, ends, row_splits = _flatten(tokenizer.tokenize_with_offsets(cleaned))
+        word_ids, num_words = _word_ids_of(cleaned, None, starts, row_splits)
+        return _FlatBatch(ids, starts, ends, word_ids, row_splits, num_words, cleaned)
+
+    def _tokenize_words_flat(self, words_batch: Sequence[Sequence[str]], language: str
+                             ) -> _FlatBatch:
+        tokenizer = self.for_language(language)
+        joined, word_starts = [], []
+        for words in words_batch:
+            if isinstance(words, (str, bytes)):
+                raise TypeError("tokenize_words takes a list of words per example, got a "
+                                f"{type(words).__name__}; use tokenize() for raw text")
+            cleaned = [tokenization.clean_text(w) for w in words]
+            lengths = np.array([len(w.encode("utf-8")) for w in cleaned], np.int64)
+            word_starts.append(np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
+                               if len(cleaned) else np.zeros([0], np.int64))
+            joined.append(" ".join(cleaned))
+        ids, starts, ends, row_splits = _flatten(tokenizer.tokenize_with_offsets(joined))
+        word_ids, num_words = _word_ids_of(joined, word_starts, starts, row_splits)
+        return _FlatBatch(ids, starts, ends, word_ids, row_splits, num_words, joined)
+
     def tokenize(self, texts: Sequence[str | bytes], language: str) -> list[TokenizedWords]:
         """Cleans and tokenizes raw texts (one tf-text call for the batch).
 
         Returns:
           One TokenizedWords a text; `word_ids` index its whitespace-delimited words.
         """
-        tokenizer = self.for_language(language)
-        cleaned = [tokenization.clean_text(t) for t in texts]
-        out = []
-        for text, tokenized in zip(cleaned, tokenizer.tokenize_with_offsets(cleaned)):
-            word_starts = _word_starts_of(text)
-            out.append(TokenizedWords(
-                ids=tokenized.ids.astype(np.int32), starts=tokenized.starts,
-                ends=tokenized.ends, word_ids=_word_ids(tokenized.starts, word_starts),
-                text=text, num_words=len(word_starts)))
-        return out
+        flat = self._tokenize_flat(texts, language)
+        return [flat.row(r) for r in range(len(flat.texts))]
 
     def tokenize_words(self, words_batch: Sequence[Sequence[str]], language: str
                        ) -> list[TokenizedWords]:
@@ -659,26 +726,8 @@ class StudentTokenizer:
         piece never straddles two words; `word_ids` index the given words. A word that cleans to
         nothing gets no piece (see `TokenizedWords.words_without_pieces`).
         """
-        tokenizer = self.for_language(language)
-        joined, word_starts = [], []
-        for words in words_batch:
-            if isinstance(words, (str, bytes)):
-                raise TypeError("tokenize_words takes a list of words per example, got a "
-                                f"{type(words).__name__}; use tokenize() for raw text")
-            cleaned = [tokenization.clean_text(w) for w in words]
-            lengths = np.array([len(w.encode("utf-8")) for w in cleaned], np.int64)
-            starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64) \
-                if len(cleaned) else np.zeros([0], np.int64)
-            joined.append(" ".join(cleaned))
-            word_starts.append(starts)
-        out = []
-        for text, starts, tokenized in zip(joined, word_starts,
-                                           tokenizer.tokenize_with_offsets(joined)):
-            out.append(TokenizedWords(
-                ids=tokenized.ids.astype(np.int32), starts=tokenized.starts,
-                ends=tokenized.ends, word_ids=_word_ids(tokenized.starts, starts), text=text,
-                num_words=len(starts)))
-        return out
+        flat = self._tokenize_words_flat(words_batch, language)
+        return [flat.row(r) for r in range(len(flat.texts))]
 
     def encode(self, texts, language: str, seq_length: int,
                is_split_into_words: bool = False) -> dict[str, np.ndarray]:
@@ -707,29 +756,32 @@ class StudentTokenizer:
         if isinstance(texts, (str, bytes)):
             raise TypeError("encode takes a list of texts, got a single "
                             f"{type(texts).__name__}")
-        tokenized = (self.tokenize_words(texts, language) if is_split_into_words
-                     else self.tokenize(texts, language))
+        flat = (self._tokenize_words_flat(texts, language) if is_split_into_words
+                else self._tokenize_flat(texts, language))
         tokenizer = self.for_language(language)
-        batch, room = len(tokenized), seq_length - 2
+        batch, room = len(flat.texts), seq_length - 2
+        num_pieces = np.diff(flat.row_splits)
+        kept = np.minimum(num_pieces, room)
+        # Pieces kept: the first `kept[r]` of every row; their row and column in the batch.
+        position = np.arange(len(flat.ids)) - np.repeat(flat.row_splits[:-1], num_pieces)
+        keep = position < np.repeat(kept, num_pieces)
+        rows = np.repeat(np.arange(batch), num_pieces)[keep]
+        columns = position[keep] + 1
         ids = np.full([batch, seq_length], tokenizer.pad_id, np.int32)
-        mask = np.zeros([batch, seq_length], np.int32)
+        ids[:, 0] = tokenizer.cls_id
+        ids[rows, columns] = flat.ids[keep]
+        ids[np.arange(batch), kept + 1] = tokenizer.sep_id
+        mask = (np.arange(seq_length)[None, :] < (kept + 2)[:, None]).astype(np.int32)
         word_ids = np.full([batch, seq_length], -1, np.int32)
+        word_ids[rows, columns] = flat.word_ids[keep]
         starts = np.full([batch, seq_length], -1, np.int64)
+        starts[rows, columns] = flat.starts[keep]
         ends = np.full([batch, seq_length], -1, np.int64)
-        num_pieces = np.array([len(t) for t in tokenized], np.int32)
-        for row, t in enumerate(tokenized):
-            n = min(len(t), room)
-            ids[row, 0] = tokenizer.cls_id
-            ids[row, 1:n + 1] = t.ids[:n]
-            ids[row, n + 1] = tokenizer.sep_id
-            mask[row, :n + 2] = 1
-            word_ids[row, 1:n + 1] = t.word_ids[:n]
-            starts[row, 1:n + 1] = t.starts[:n]
-            ends[row, 1:n + 1] = t.ends[:n]
+        ends[rows, columns] = flat.ends[keep]
         return {INPUT_WORD_IDS: ids, INPUT_MASK: mask,
                 INPUT_TYPE_IDS: np.zeros([batch, seq_length], np.int32), WORD_IDS: word_ids,
-                PIECE_STARTS: starts, PIECE_ENDS: ends, NUM_PIECES: num_pieces,
-                TRUNCATED: num_pieces > room}
+                PIECE_STARTS: starts, PIECE_ENDS: ends,
+                NUM_PIECES: num_pieces.astype(np.int32), TRUNCATED: num_pieces > room}
 
     def __repr__(self) -> str:
         languages = ", ".join(f"{lang}->{name}" for lang, name in self._languages.items())

@@ -271,6 +271,31 @@ def test_pre_split_words_keep_their_indices(tokenizer):
         tokenizer.tokenize_words(["not split"], "de")
 
 
+def test_a_batch_equals_one_text_at_a_time(tokenizer):
+    """Word ids are computed for the whole batch at once: rows must not leak into each other."""
+    texts = ["", "  leading and trailing  ", "Zugriff auf Datenbanken", "\u200b", "eins",
+             "ein\tTab und\nZeile", "x" * 120 + " kurz"]
+    words = [[], ["", "a"], ["Zugriff", ""], ["\u200b", "auf", "Base"], [""], ["eins"]]
+    for batch, single, kind in ((tokenizer.tokenize(texts, "de"),
+                                 [tokenizer.tokenize([t], "de")[0] for t in texts], "texts"),
+                                (tokenizer.tokenize_words(words, "de"),
+                                 [tokenizer.tokenize_words([w], "de")[0] for w in words],
+                                 "words")):
+        assert len(batch) == len(single)
+        for got, want in zip(batch, single):
+            assert got.text == want.text and got.num_words == want.num_words, kind
+            for field in ("ids", "starts", "ends", "word_ids"):
+                np.testing.assert_array_equal(getattr(got, field), getattr(want, field),
+                                              err_msg=f"{kind}: {field} of {want.text!r}")
+    assert [t.num_words for t in tokenizer.tokenize(texts, "de")] == [
+        len(clean_text(t).split()) for t in texts]          # U+200B is removed: no word
+    assert [t.num_words for t in tokenizer.tokenize_words(words, "de")] == [len(w)
+                                                                            for w in words]
+    assert tokenizer.tokenize_words(words, "de")[1].word_ids.tolist() == [1]
+    empty = tokenizer.encode([], "de", 8)
+    assert empty["input_word_ids"].shape == (0, 8) and empty["truncated"].shape == (0,)
+
+
 # ------------------------------------------------------------------ save / load, self-contained
 
 
