@@ -44,13 +44,15 @@ LOWER_CASE = {"en": True, "tr": False, "zh": True}
 SEQ_LENGTH, MAX_PREDICTIONS, SEED = 64, 10, 12345
 STAGES = ("teachers", "vocab", "scoring", "students", "evaluate", "finetune")
 
-# Downstream tasks (files under --downstream): name -> (type, language, train, dev).
+# Downstream tasks (files under --downstream): key -> (table column, type, language, train, dev).
+# The column is the task's name in the results table (the paper's Table 2 layout: a column per
+# task, a row per language); PKU's 44 tags are not UD's 17, so zh POS gets its own column.
 TASKS = {
-    "pos_en": ("pos", "en", "pos/en_ewt-ud-train.conllu", "pos/en_ewt-ud-dev.conllu"),
-    "pos_tr": ("pos", "tr", "pos/tr_imst-ud-train.conllu", "pos/tr_imst-ud-dev.conllu"),
-    "pos_zh": ("pos", "zh", "pos/zh_pku-train.tsv", "pos/zh_pku-dev.tsv"),
-    "ner_tr": ("ner", "tr", "ner/tr_news-train.tsv", "ner/tr_news-dev.tsv"),
-    "ner_zh": ("ner", "zh", "ner/zh_pku-train.tsv", "ner/zh_pku-dev.tsv"),
+    "udpos_en": ("udpos", "pos", "en", "pos/en_ewt-ud-train.conllu", "pos/en_ewt-ud-dev.conllu"),
+    "udpos_tr": ("udpos", "pos", "tr", "pos/tr_imst-ud-train.conllu", "pos/tr_imst-ud-dev.conllu"),
+    "pku_pos_zh": ("pku_pos", "pos", "zh", "pos/zh_pku-train.tsv", "pos/zh_pku-dev.tsv"),
+    "ner_tr": ("ner", "ner", "tr", "ner/tr_news-train.tsv", "ner/tr_news-dev.tsv"),
+    "ner_zh": ("ner", "ner", "zh", "ner/zh_pku-train.tsv", "ner/zh_pku-dev.tsv"),
 }
 
 
@@ -209,7 +211,7 @@ def main() -> None:
                    f"--seq_length={args.finetune_seq_length}",
                    f"--max_train_examples={args.finetune_max_train}",
                    f"--max_eval_examples={args.finetune_max_eval}"]
-        for name, (kind, lang, train_file, dev_file) in TASKS.items():
+        for name, kind, lang, train_file, dev_file in TASKS.values():
             command.append(f"--task=name={name},type={kind},language={lang},"
                            f"train={os.path.join(args.downstream, train_file)},"
                            f"dev={os.path.join(args.downstream, dev_file)}")
