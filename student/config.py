@@ -77,7 +77,8 @@ class DataConfig(hyperparams.Config):
       logits_dtype: storage dtype of the teacher logits the shards must have (float32|float16).
       global_batch_size: examples per step over all replicas (drop_remainder batches).
       sampling_alpha: languages are sampled with probability proportional to n_l ** alpha
-        (n_l = examples of language l in its manifest); 1 = natural, 0 = uniform.
+        (n_l = distinct examples of language l in its manifest, `unique_examples`: the copies
+        of an `all` run count once); 1 = natural, 0 = uniform.
       shuffle_buffer_size: per-language example shuffle buffer.
       cycle_length: shards read in parallel per language (interleave).
       seed: seed of file shuffling, example shuffling and language sampling.
