@@ -121,8 +121,6 @@ class ScoredExample:
     teacher_topk_ids: np.ndarray | None = None
     teacher_topk_logits: np.ndarray | None = None
     teacher_loss: float | None = None
-
-    @property
     # In memory only (not a feature on disk): set by masking and by the scoring job.
     # num_masked_words: the words with a masked piece (the shared words of a language with
     #   several teachers: the same number in every copy of an example).
@@ -131,6 +129,8 @@ class ScoredExample:
     #   what `best` compares.
     num_masked_words: int | None = None
     teacher_word_loss: float | None = None
+
+    @property
     def num_predictions(self) -> int:
         """Number of real (weight > 0) masked slots."""
         return int(np.count_nonzero(np.asarray(self.masked_lm_weights) > 0))
