@@ -82,9 +82,15 @@ class DataConfig(hyperparams.Config):
       shuffle_buffer_size: per-language example shuffle buffer.
       cycle_length: shards read in parallel per language (interleave).
       seed: seed of file shuffling, example shuffling and language sampling.
-      on_corrupt_shard: `error`: a corrupt/truncated shard stops training with an error naming
-        the file; `skip`: every shard is read once before training, bad ones are left out and
-        counted (model_dir/skipped_shards.json).
+      on_corrupt_shard: `error`: a corrupt/truncated shard (or one holding NaN/infinite
+        teacher logits, losses or weights) stops training with an error naming the file; `skip`:
+        every shard is read once before training, bad ones are left out and counted
+        (model_dir/skipped_shards.json).
+      gold_only_languages: languages trained on gold labels only beside distilled ones (paper
+        §4.4, footnote 10): their shard folders have no teacher outputs (scoring job
+        `tokenizer_teacher`), their examples get KD weight 0 and MLM weight 1 (losses.py). A
+        folder without teacher outputs is refused under lambda > 0 unless its language is
+        listed here; a listed language whose folder has teacher outputs is refused too.
     """
 
     seq_length: int = 512
@@ -97,6 +103,7 @@ class DataConfig(hyperparams.Config):
     cycle_length: int = 8
     seed: int = 1
     on_corrupt_shard: str = "error"
+    gold_only_languages: typing.List[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -360,6 +367,12 @@ def finalize(config: StudentConfig) -> StudentConfig:
         _fail("data.shuffle_buffer_size", data.shuffle_buffer_size, "must be positive")
     if data.cycle_length <= 0:
         _fail("data.cycle_length", data.cycle_length, "must be positive")
+    gold_only = data.gold_only_languages
+    if (not isinstance(gold_only, (list, tuple)) or
+            not all(isinstance(lang, str) and lang.strip() for lang in gold_only)):
+        _fail("data.gold_only_languages", gold_only, "must be a list of language codes")
+    if len(set(gold_only)) != len(gold_only):
+        _fail("data.gold_only_languages", gold_only, "lists a language twice")
     if data.on_corrupt_shard not in CORRUPT_SHARD_POLICIES:
         _fail("data.on_corrupt_shard", data.on_corrupt_shard,
               f"must be one of {CORRUPT_SHARD_POLICIES}")

@@ -14,6 +14,10 @@ vocabulary — nothing is re-tokenized or re-masked.
 * RDT (paper Eq. 3): per teacher, 100 * (P_S - P_T) / P_T with P = accuracy; per language the
   mean over its teachers; overall the mean over languages. The sign follows the paper's tables
   (positive: the student does better than the teacher); Eq. 3 as printed has the opposite sign.
+* gold-only languages (no teacher; shards with `has_teacher_outputs: false`, scoring job
+  `tokenizer_teacher`): the students' accuracy and loss on their masked tokens, with no teacher
+  column (n/a) and no RDT; they do not enter the per-language or average RDT (paper §4.4: does
+  distilling the other languages help a language no teacher covers? Compare students on it).
 
   python student/evaluate.py --shards en=workspace/scored/dev/en --shards de=... \
       --student kd=workspace/students/kd/export --student gold=workspace/students/gold/export \
@@ -57,6 +61,7 @@ class Tally:
 
     tokens: int = 0
     examples: int = 0
+    gold_only: bool = False     # no teacher: `teacher` is the tokenizer teacher
     teacher_correct: int = 0
     teacher_loss_sum: float = 0.0
     student_correct: dict[str, int] = dataclasses.field(
@@ -148,7 +153,7 @@ def evaluate(shards: dict[str, str], students: dict[str, str],
 
     Args:
       shards: language -> folder of held-out scored shards (with manifest.json; id space
-        "student", with teacher outputs).
+        "student"; without teacher outputs for a gold-only language).
       students: student name -> export folder (model_dir/export of student/train.py), or
         MODEL_DIR@STEP for the run's checkpoint at STEP.
 
@@ -168,7 +173,8 @@ def evaluate(shards: dict[str, str], students: dict[str, str],
     for language, shard_dir in shards.items():
         manifest = manifest_lib.read_manifest(shard_dir)
         where = manifest_lib.manifest_path(shard_dir)
-        manifest_lib.check_matches(manifest, where, id_space="student", has_teacher_outputs=True)
+        manifest_lib.check_matches(manifest, where, id_space="student")
+        gold_only = not manifest.has_teacher_outputs
         for student in loaded.values():
             if student.vocab_sha256 != manifest.vocab_sha256:
                 raise EvaluationError(
@@ -179,9 +185,13 @@ def evaluate(shards: dict[str, str], students: dict[str, str],
             weights = batch[record_schema.MASKED_LM_WEIGHTS].numpy()
             real = weights > 0
             gold = batch[record_schema.MASKED_LM_IDS].numpy()
-            teacher_top1 = batch[record_schema.TEACHER_TOPK_IDS].numpy()[:, :, 0]
-            teacher_loss = batch[record_schema.TEACHER_LOSS].numpy()
             teachers = [t.decode("utf-8") for t in batch[record_schema.TEACHER].numpy()]
+            if not gold_only:
+                teacher_top1 = batch[record_schema.TEACHER_TOPK_IDS].numpy()[:, :, 0]
+                teacher_loss = batch[record_schema.TEACHER_LOSS].numpy()
+                if not np.all(np.isfinite(teacher_loss)):
+                    raise EvaluationError(f"{shard_dir}: a record of {language!r} has a NaN or "
+                                          "infinite teacher_loss (a corrupt shard)")
             student_scores = {}
             for name, student in loaded.items():
                 log_probs = student.log_probs(batch)
@@ -190,12 +200,14 @@ def evaluate(shards: dict[str, str], students: dict[str, str],
                 argmax = tf.argmax(log_probs, axis=-1, output_type=tf.int32).numpy()
                 student_scores[name] = (argmax == gold, -gold_log_prob)
             for row, teacher in enumerate(teachers):
-                tally = tallies.setdefault((language, teacher), Tally())
+                tally = tallies.setdefault((language, teacher), Tally(gold_only=gold_only))
                 n = int(real[row].sum())
                 tally.examples += 1
                 tally.tokens += n
-                tally.teacher_correct += int((teacher_top1[row] == gold[row])[real[row]].sum())
-                tally.teacher_loss_sum += float(teacher_loss[row]) * n
+                if not gold_only:
+                    tally.teacher_correct += int(
+                        (teacher_top1[row] == gold[row])[real[row]].sum())
+                    tally.teacher_loss_sum += float(teacher_loss[row]) * n
                 for name, (correct, loss) in student_scores.items():
                     tally.student_correct[name] += int(correct[row][real[row]].sum())
                     tally.student_loss_sum[name] += float(loss[row][real[row]].sum())
@@ -213,28 +225,38 @@ def summarize(tallies: dict[tuple[str, str], Tally], students: list[str]) -> dic
     for (language, teacher), tally in sorted(tallies.items()):
         if tally.tokens == 0:
             continue
-        row = dict(language=language, teacher=teacher, examples=tally.examples,
-                   tokens=tally.tokens,
-                   teacher_accuracy=tally.teacher_correct / tally.tokens,
-                   teacher_loss=tally.teacher_loss_sum / tally.tokens, students={})
+        if tally.gold_only:
+            # No teacher: nothing to compare with (n/a), and no RDT.
+            row = dict(language=language, teacher=None, tokenizer_teacher=teacher,
+                       gold_only=True, examples=tally.examples, tokens=tally.tokens,
+                       teacher_accuracy=None, teacher_loss=None, students={})
+        else:
+            row = dict(language=language, teacher=teacher, gold_only=False,
+                       examples=tally.examples, tokens=tally.tokens,
+                       teacher_accuracy=tally.teacher_correct / tally.tokens,
+                       teacher_loss=tally.teacher_loss_sum / tally.tokens, students={})
         for name in students:
             accuracy = tally.student_correct[name] / tally.tokens
             row["students"][name] = dict(
-                accuracy=accuracy, loss=tally.student_loss_sum[name] / tally.tokens,
-                rdt=(rdt(accuracy, row["teacher_accuracy"])
-                     if row["teacher_accuracy"] > 0 else float("nan")))
+                accuracy=accuracy, loss=tally.student_loss_sum[name] / tally.tokens, rdt=None)
+            if not tally.gold_only:
+                row["students"][name]["rdt"] = (rdt(accuracy, row["teacher_accuracy"])
+                                                if row["teacher_accuracy"] > 0
+                                                else float("nan"))
         rows.append(row)
-    languages = sorted({row["language"] for row in rows})
+    languages = sorted({row["language"] for row in rows if not row["gold_only"]})
     per_language = {}
     for language in languages:
         mine = [row for row in rows if row["language"] == language]
         per_language[language] = {
             name: float(np.mean([row["students"][name]["rdt"] for row in mine]))
             for name in students}
-    overall = {name: float(np.mean([per_language[lang][name] for lang in languages]))
+    overall = {name: (float(np.mean([per_language[lang][name] for lang in languages]))
+                      if languages else None)
                for name in students}
+    gold_only = sorted({row["language"] for row in rows if row["gold_only"]})
     return dict(rows=rows, rdt_per_language=per_language, rdt_average=overall,
-                students=students,
+                students=students, gold_only_languages=gold_only,
                 rdt_definition="100 * (student_accuracy - teacher_accuracy) / teacher_accuracy; "
                                "per language: mean over its teachers; average: mean over "
                                "languages (paper Eq. 3, sign as in its tables)")
@@ -248,30 +270,43 @@ def to_markdown(result: dict) -> str:
         header += [f"{name} acc", f"{name} loss", f"{name} RDT %"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in result["rows"]:
-        cells = [row["language"], row["teacher"], str(row["tokens"]),
-                 f"{100 * row['teacher_accuracy']:.2f}", f"{row['teacher_loss']:.3f}"]
+        if row["gold_only"]:
+            cells = [row["language"], f"none (gold-only; {row['tokenizer_teacher']} tokenizer)",
+                     str(row["tokens"]), "n/a", "n/a"]
+        else:
+            cells = [row["language"], row["teacher"], str(row["tokens"]),
+                     f"{100 * row['teacher_accuracy']:.2f}", f"{row['teacher_loss']:.3f}"]
         for name in students:
             s = row["students"][name]
-            cells += [f"{100 * s['accuracy']:.2f}", f"{s['loss']:.3f}", f"{s['rdt']:+.1f}"]
+            cells += [f"{100 * s['accuracy']:.2f}", f"{s['loss']:.3f}",
+                      "n/a" if s["rdt"] is None else f"{s['rdt']:+.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for name in students:
         per_language = ", ".join(f"{lang} {values[name]:+.1f}"
                                  for lang, values in result["rdt_per_language"].items())
-        lines.append(f"RDT of `{name}` (accuracy, %): average {result['rdt_average'][name]:+.1f} "
-                     f"({per_language})")
+        average = result["rdt_average"][name]
+        average = "n/a" if average is None else f"{average:+.1f}"
+        lines.append(f"RDT of `{name}` (accuracy, %): average {average} ({per_language})")
+    if result.get("gold_only_languages"):
+        lines.append(f"Gold-only languages (no teacher; not in the RDT): "
+                     f"{', '.join(result['gold_only_languages'])}")
     return "\n".join(lines) + "\n"
 
 
 def plot(result: dict, path: str) -> None:
-    """A bar chart of masked-token accuracy: each teacher and each student, per language."""
+    """A bar chart of masked-token accuracy: each teacher and each student, per language (a
+    gold-only language has no teacher bar)."""
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
     rows = result["rows"]
-    labels = [f"{row['language']}\n{row['teacher']}" for row in rows]
-    series = [("teacher", [row["teacher_accuracy"] for row in rows])]
+    labels = [f"{row['language']}\n"
+              + (f"gold-only ({row['tokenizer_teacher']})" if row["gold_only"] else row["teacher"])
+              for row in rows]
+    series = [("teacher", [np.nan if row["gold_only"] else row["teacher_accuracy"]
+                           for row in rows])]
     series += [(name, [row["students"][name]["accuracy"] for row in rows])
                for name in result["students"]]
     x = np.arange(len(rows))
@@ -280,11 +315,12 @@ def plot(result: dict, path: str) -> None:
     for i, (name, values) in enumerate(series):
         bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, [100 * v for v in values], width,
                       label=name)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        ax.bar_label(bars, labels=["" if np.isnan(v) else f"{100 * v:.1f}" for v in values],
+                     fontsize=7)
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylabel("held-out masked-token accuracy (%)")
     ax.set_title("Teachers vs students on the same masked positions")
-    ax.set_ylim(0, 1.12 * 100 * max(max(values) for _, values in series))
+    ax.set_ylim(0, 1.12 * 100 * max(np.nanmax(values) for _, values in series))
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=min(len(series), 5),
               fontsize=8, frameon=False)
     fig.tight_layout()

@@ -18,8 +18,19 @@ Output features of one batch (B = per-replica batch size):
   masked_lm_weights                             float32 [B, P]
   teacher_topk_ids                              int32 [B, P, k]    (KD only)
   teacher_topk_logits                           float32 [B, P, k]  (KD only, float16 on disk ok)
+  kd_weight                                     float32 [B]        (KD only) 1 distilled, 0 gold-only
   language_id                                   int32 [B], index into `languages`
 Strings (language, teacher, example_id) and teacher_loss never leave the host.
+
+Gold-only languages (`data.gold_only_languages`, LanguageSource.gold_only) mix with distilled
+ones inside a batch: a batch's records are split by their language's kind, each part is parsed
+with its own spec (the distilled part must hold the teacher fields: a distilled shard without
+them fails to parse), and the gold-only rows get dummy teacher fields (ids 0, logits 0) and
+kd_weight 0, so the KD term ignores them (losses.py).
+
+NaN or infinite masked_lm_weights / teacher logits / teacher losses stop the stream with an
+InvalidArgumentError (the trainer then scans the shards and names the file; `skip` leaves such
+shards out before training).
 
 Everything random is seeded (data.seed) and the pipeline is deterministic, so an iterator saved
 in a checkpoint resumes the exact stream.
@@ -27,16 +38,22 @@ in a checkpoint resumes the exact stream.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
 from teacher_scoring import record_schema
 
 from student import config as config_lib
+from student import losses
 from student import shard_sources
 
 LANGUAGE_ID = "language_id"
+KD_WEIGHT = losses.KD_WEIGHT
 _DROPPED = (record_schema.TEACHER_LOSS,)
+_FLOAT_FIELDS = (record_schema.MASKED_LM_WEIGHTS, record_schema.TEACHER_TOPK_LOGITS,
+                 record_schema.TEACHER_LOSS)
 
 
 def sampling_weights(num_examples, alpha: float) -> np.ndarray:
@@ -46,6 +63,18 @@ def sampling_weights(num_examples, alpha: float) -> np.ndarray:
         raise ValueError(f"example counts must be positive, got {list(num_examples)}")
     weights = np.power(counts, alpha)
     return weights / weights.sum()
+
+
+def _finite_or_error(value: tf.Tensor) -> tf.Tensor:
+    """`value` unchanged, or an InvalidArgumentError when it holds NaN or inf.
+
+    Stateless (EnsureShape of the non-finite values to [0]): a CheckNumerics / Assert op would
+    make the iterator impossible to checkpoint. The output depends on the check, so it cannot
+    be pruned.
+    """
+    flat = tf.reshape(value, [-1])
+    bad = tf.boolean_mask(flat, ~tf.math.is_finite(flat))
+    return value + tf.reduce_sum(tf.ensure_shape(bad, [0], name="no_nan_or_inf"))
 
 
 class StudentInputPipeline:
@@ -66,6 +95,8 @@ class StudentInputPipeline:
         self.use_teacher = use_teacher
         self.spec = shard_sources.reading_spec(data_config, use_teacher)
         self.languages = tuple(s.language for s in self.sources)
+        # Distilled and gold-only languages in one stream: records are parsed by kind.
+        self.mixed = use_teacher and any(s.gold_only for s in self.sources)
         self.weights = sampling_weights([s.num_unique_examples for s in self.sources],
                                         data_config.sampling_alpha)
 
@@ -105,9 +136,37 @@ class StudentInputPipeline:
         language_id = tf.constant(index, tf.int32)
         return records.map(lambda r: (r, language_id))
 
+    def _parse_mixed(self, records: tf.Tensor, language_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Parses a batch of distilled and gold-only records (module docstring)."""
+        distilled = tf.gather(tf.constant([not s.gold_only for s in self.sources]), language_ids)
+        kind = tf.cast(distilled, tf.int32)                                   # [B] 1 distilled
+        rows = tf.dynamic_partition(tf.range(tf.shape(records)[0]), kind, 2)
+        gold_records, scored_records = tf.dynamic_partition(records, kind, 2)
+        gold_spec = dataclasses.replace(self.spec, has_teacher_outputs=False)
+        gold = record_schema.parse_batch(gold_records, gold_spec, keep_strings=False)
+        scored = record_schema.parse_batch(scored_records, self.spec, keep_strings=False)
+        num_gold = tf.shape(gold_records)[0]
+        features = {}
+        for name, value in scored.items():
+            if name in gold:
+                part = gold[name]
+            else:  # a teacher field: dummy values for the gold-only rows
+                part = tf.zeros(tf.concat([[num_gold], tf.shape(value)[1:]], 0), value.dtype)
+            features[name] = tf.dynamic_stitch(rows, [part, value])
+        features[KD_WEIGHT] = tf.cast(distilled, tf.float32)
+        return features
+
     def _parse(self, records: tf.Tensor, language_ids: tf.Tensor,
                batch_size: int) -> dict[str, tf.Tensor]:
-        features = record_schema.parse_batch(records, self.spec, keep_strings=False)
+        if self.mixed:
+            features = self._parse_mixed(records, language_ids)
+        else:
+            features = record_schema.parse_batch(records, self.spec, keep_strings=False)
+            if self.use_teacher:
+                features[KD_WEIGHT] = tf.ones([batch_size], tf.float32)
+        for name in _FLOAT_FIELDS:
+            if name in features:
+                features[name] = _finite_or_error(features[name])
         for name in _DROPPED:
             features.pop(name, None)
         features[LANGUAGE_ID] = language_ids
@@ -119,7 +178,7 @@ class StudentInputPipeline:
             record_schema.MASKED_LM_WEIGHTS)})
         shapes.update({record_schema.TEACHER_TOPK_IDS: [batch_size, p, k],
                        record_schema.TEACHER_TOPK_LOGITS: [batch_size, p, k],
-                       LANGUAGE_ID: [batch_size]})
+                       KD_WEIGHT: [batch_size], LANGUAGE_ID: [batch_size]})
         return {name: tf.ensure_shape(value, shapes[name]) for name, value in features.items()}
 
     def dataset(self, input_context: tf.distribute.InputContext | None = None,

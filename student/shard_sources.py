@@ -5,13 +5,20 @@ One `LanguageSource` per `--shards LANG=DIR`: the folder's manifest (read and va
 before anything is built, every mismatch between a manifest and the run (naming the manifest file
 and the field): schema version, S, P, the vocabulary (sha256 and size of the student vocab.txt),
 and, when the KD term is used, teacher outputs present, k, logits dtype and `id_space == student`.
-Gold-only shards (`has_teacher_outputs: false`) are accepted only when lambda is 0 throughout; the
-same trainer then pretrains on any vocabulary (e.g. a teacher's own, `id_space: teacher`), checked
-against the vocab.txt passed as --student_vocab.
 
-`scan_shards` reads shards completely (records, schema, id ranges) to find corrupt or truncated
-files; the trainer uses it to name the file behind a data error, and the `skip` policy uses it to
-leave bad shards out before training.
+Gold-only shards (`has_teacher_outputs: false`):
+  * lambda 0 throughout: accepted; the same trainer then pretrains on any vocabulary (e.g. a
+    teacher's own, `id_space: teacher`), checked against the vocab.txt passed as --student_vocab;
+  * lambda > 0: accepted only for a language declared in `data.gold_only_languages` (and then
+    only in `id_space: student`), beside at least one distilled language: its LanguageSource is
+    `gold_only` and its examples train with MLM only (KD weight 0, input_pipeline.py). A declared
+    language whose manifest has teacher outputs is refused, and a distilled folder whose records
+    lack the teacher fields fails when read (the scan names the file): a folder is gold-only only
+    when its manifest says so and the run declares it.
+
+`scan_shards` reads shards completely (records, schema, id ranges, NaN/infinite float values) to
+find corrupt or truncated files; the trainer uses it to name the file behind a data error, and
+the `skip` policy uses it to leave bad shards out before training.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ class LanguageSource:
     shard_dir: str
     manifest: manifest_lib.Manifest
     files: tuple[str, ...]
+    # Declared gold-only beside distilled languages (lambda > 0): read without teacher fields.
+    gold_only: bool = False
 
     @property
     def manifest_path(self) -> str:
@@ -132,6 +141,15 @@ def reading_spec(data_config: config_lib.DataConfig, use_teacher: bool) -> recor
         has_teacher_outputs=use_teacher)
 
 
+def source_spec(source: LanguageSource,
+                spec: record_schema.ShardSpec) -> record_schema.ShardSpec:
+    """The spec `source`'s records are read with: the run's `spec` (reading_spec), without the
+    teacher fields for a gold-only source."""
+    if source.gold_only and spec.has_teacher_outputs:
+        return dataclasses.replace(spec, has_teacher_outputs=False)
+    return spec
+
+
 def open_sources(shards: dict[str, str], data_config: config_lib.DataConfig,
                  vocab: StudentVocab, use_teacher: bool) -> list[LanguageSource]:
     """Reads every folder's manifest, checks it against the run and lists the shard files.
@@ -146,9 +164,15 @@ def open_sources(shards: dict[str, str], data_config: config_lib.DataConfig,
       One LanguageSource per language, in the order given.
 
     Raises:
-      ShardError: a folder is missing or a language has no data.
+      ShardError: a folder is missing, a language has no data, `data.gold_only_languages` names
+        a language without a folder, or every language is gold-only under lambda > 0.
       manifest.ManifestError: a manifest is malformed or does not match (file and field named).
     """
+    declared = list(data_config.gold_only_languages)
+    unknown = [language for language in declared if language not in shards]
+    if unknown:
+        raise ShardError(f"config field 'data.gold_only_languages' names {unknown[0]!r}, which "
+                         f"has no --shards folder (given: {sorted(shards)})")
     sources = []
     for language, shard_dir in shards.items():
         if not tf.io.gfile.isdir(shard_dir):
@@ -162,14 +186,23 @@ def open_sources(shards: dict[str, str], data_config: config_lib.DataConfig,
             vocab_sha256=vocab.sha256,
             vocab_size=vocab.size,
         )
+        gold_only = language in declared
+        if gold_only and manifest.has_teacher_outputs:
+            raise manifest_lib.ManifestError(
+                f"{where}: field 'has_teacher_outputs' is True but config field "
+                f"'data.gold_only_languages' declares {language!r} gold-only; remove it from "
+                "that list to distil it")
         if use_teacher:
-            if not manifest.has_teacher_outputs:
+            if not manifest.has_teacher_outputs and not gold_only:
                 raise manifest_lib.ManifestError(
                     f"{where}: field 'has_teacher_outputs' is False (gold labels only) but the "
-                    "loss uses the KD term (lambda > 0); train on scored shards, or set "
+                    "loss uses the KD term (lambda > 0); train on scored shards, declare "
+                    f"{language!r} in data.gold_only_languages to train it on gold labels only "
+                    "beside distilled languages, or set "
                     "loss.lambda_schedule=constant,loss.lambda_start=0.0 for plain MLM")
-            expected.update(top_k=data_config.top_k, logits_dtype=data_config.logits_dtype,
-                            id_space="student")
+            expected.update(id_space="student")
+            if not gold_only:
+                expected.update(top_k=data_config.top_k, logits_dtype=data_config.logits_dtype)
         manifest_lib.check_matches(manifest, where, **expected)
         files = manifest_lib.shard_paths(manifest, shard_dir, language)
         if not files:
@@ -179,7 +212,11 @@ def open_sources(shards: dict[str, str], data_config: config_lib.DataConfig,
                              f"{manifest.languages[language].examples} examples")
         manifest.sampling_count(language, where)  # refuses an `all` manifest without the count
         sources.append(LanguageSource(language=language, shard_dir=shard_dir, manifest=manifest,
-                                      files=tuple(files)))
+                                      files=tuple(files), gold_only=gold_only and use_teacher))
+    if use_teacher and all(source.gold_only for source in sources):
+        raise ShardError(f"every language is gold-only (data.gold_only_languages: {declared}) but "
+                         "lambda > 0: no example has teacher outputs; set "
+                         "loss.lambda_schedule=constant,loss.lambda_start=0.0 for plain MLM")
     return sources
 
 
@@ -208,7 +245,8 @@ def op_error_message(error: tf.errors.OpError) -> str:
 
 
 class _Scanner:
-    """Reads a shard file to the end: parses every record and checks id ranges."""
+    """Reads a shard file to the end: parses every record, checks id ranges and counts NaN or
+    infinite float values (masked_lm_weights, teacher_topk_logits, teacher_loss)."""
 
     def __init__(self, spec: record_schema.ShardSpec, compression: str, vocab_size: int):
         self._spec = spec
@@ -224,25 +262,38 @@ class _Scanner:
             lambda r: record_schema.parse_batch(r, self._spec, keep_strings=False))
 
         def step(state, batch):
-            count, max_id, min_id = state
+            count, max_id, min_id, nonfinite = state
             ids = [batch[record_schema.INPUT_WORD_IDS], batch[record_schema.MASKED_LM_IDS]]
             if self._spec.has_teacher_outputs:
                 ids.append(tf.reshape(batch[record_schema.TEACHER_TOPK_IDS], [-1]))
             flat = tf.concat([tf.reshape(x, [-1]) for x in ids], 0)
             inputs = tf.reshape(batch[record_schema.INPUT_WORD_IDS], [-1])
+            bad = tf.stack([
+                tf.reduce_sum(tf.cast(~tf.math.is_finite(batch[name]), tf.int64))
+                if name in batch else tf.constant(0, tf.int64)
+                for name in self.FLOAT_FIELDS])
             return (count + tf.shape(batch[record_schema.INPUT_WORD_IDS])[0],
                     tf.maximum(max_id, tf.reduce_max(flat)),
-                    tf.minimum(min_id, tf.reduce_min(inputs)))
+                    tf.minimum(min_id, tf.reduce_min(inputs)), nonfinite + bad)
 
-        return batches.reduce((0, -1, 0), step)
+        zeros = tf.zeros([len(self.FLOAT_FIELDS)], tf.int64)
+        return batches.reduce((0, -1, 0, zeros), step)
+
+    FLOAT_FIELDS = (record_schema.MASKED_LM_WEIGHTS, record_schema.TEACHER_TOPK_LOGITS,
+                    record_schema.TEACHER_LOSS)
 
     def __call__(self, path: str) -> ShardScan:
         try:
-            count, max_id, min_id = self._fn(tf.constant(path))
+            count, max_id, min_id, nonfinite = self._fn(tf.constant(path))
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
                 tf.errors.OutOfRangeError, tf.errors.NotFoundError) as error:
             return ShardScan(path=path, records=-1, error=f"{type(error).__name__}: {op_error_message(error)}")
         count, max_id, min_id = int(count), int(max_id), int(min_id)
+        nonfinite = {name: int(n) for name, n in zip(self.FLOAT_FIELDS, nonfinite.numpy()) if n}
+        if nonfinite:
+            return ShardScan(path=path, records=count, error=(
+                "NaN or infinite values: " + ", ".join(f"{n} in {name}"
+                                                       for name, n in nonfinite.items())))
         if max_id >= self._vocab_size or min_id < 0:
             return ShardScan(path=path, records=count, error=(
                 f"ids out of range for a vocabulary of {self._vocab_size} "
@@ -254,13 +305,18 @@ class _Scanner:
 
 def scan_shards(sources: list[LanguageSource], spec: record_schema.ShardSpec, vocab_size: int,
                 max_workers: int = 4) -> list[ShardScan]:
-    """Reads every shard of `sources` completely (in parallel); one ShardScan per file."""
+    """Reads every shard of `sources` completely (in parallel); one ShardScan per file.
+
+    `spec` is the run's reading spec; gold-only sources are read without teacher fields
+    (source_spec)."""
     jobs = []
-    scanners: dict[str, _Scanner] = {}
+    scanners: dict[tuple, _Scanner] = {}
     for source in sources:
-        scanner = scanners.setdefault(source.compression,
-                                      _Scanner(spec, source.compression, vocab_size))
-        jobs.extend((scanner, path) for path in source.files)
+        own_spec = source_spec(source, spec)
+        key = (source.compression, own_spec)
+        if key not in scanners:
+            scanners[key] = _Scanner(own_spec, source.compression, vocab_size)
+        jobs.extend((scanners[key], path) for path in source.files)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
         return list(pool.map(lambda job: job[0](job[1]), jobs))
 

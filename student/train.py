@@ -111,10 +111,12 @@ def main(argv):
     from teacher_scoring import manifest  # pylint: disable=import-outside-toplevel
     from student import tokenizer as tokenizer_lib  # pylint: disable=import-outside-toplevel
     from teacher_scoring import tokenization  # pylint: disable=import-outside-toplevel
+    from student import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
     try:
         run()
     except (config_lib.ConfigError, manifest.ManifestError, shard_sources.ShardError,
-            tokenization.VocabError, tokenizer_lib.TokenizerError) as error:
+            tokenization.VocabError, tokenizer_lib.TokenizerError,
+            trainer_lib.NonFiniteLossError) as error:
         logging.error("%s: %s", type(error).__name__, error)
         sys.exit(f"error: {type(error).__name__}: {error}")
 

@@ -19,6 +19,13 @@ replica_step:
      optimizer (AdamW + warm-up + linear decay by default) without further aggregation.
 So the loss and the update do not depend on the number of replicas.
 
+Non-finite guard: a step whose loss or gradient norm is NaN or infinite ends the loop call at
+that step (the host sees how many steps ran and the bad batch's languages) and `run_steps`
+raises `NonFiniteLossError` naming the step, the loss parts and the languages of the batch,
+before `train` saves any checkpoint (so nothing of that state is saved or exported; the last
+checkpoint on disk is the last good one). NaN/infinite values in the shards themselves are
+refused earlier, when read (input_pipeline.py), as a ShardError naming the file.
+
 Checkpoints (tf.train.CheckpointManager in model_dir, every train.checkpoint_interval steps and
 at the end) hold the model, its dropout generators' states, the optimizer (with its step),
 the per-language examples-seen counters and the input iterator's position; a new trainer on the
@@ -49,6 +56,10 @@ from student import shard_sources
 
 METRICS = ("loss", "kd_loss", "mlm_loss", "lambda", "learning_rate", "grad_norm")
 SUMMARY_DIR = "summaries"
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training step gave a NaN/infinite loss or gradient; names the step and the batch."""
 
 
 def setup_runtime(config: config_lib.StudentConfig) -> None:
@@ -247,7 +258,10 @@ class StudentTrainer:
             lambda context: slices[context.replica_id_in_sync_group])
 
     def _train_loop_impl(self, iterator, num_steps):
-        arrays = tuple(tf.TensorArray(tf.float32, size=num_steps) for _ in METRICS)
+        arrays = tuple(tf.TensorArray(tf.float32, size=num_steps, element_shape=[])
+                       for _ in METRICS)
+        steps_run = tf.constant(0, tf.int32)
+        bad_batch_counts = tf.zeros([len(self.languages)], tf.int32)
         for i in tf.range(num_steps):
             step = self.global_step.read_value()
             lam = self.lambda_schedule(step)
@@ -262,7 +276,14 @@ class StudentTrainer:
             values["lambda"] = lam
             values["learning_rate"] = learning_rate
             arrays = tuple(array.write(i, values[name]) for array, name in zip(arrays, METRICS))
-        return {name: array.stack() for name, array in zip(METRICS, arrays)}
+            steps_run = i + 1
+            if not (tf.math.is_finite(summed["loss"]) and tf.math.is_finite(grad_norm)):
+                bad_batch_counts = summed["counts"]
+                break
+        outputs = {name: array.stack()[:steps_run] for name, array in zip(METRICS, arrays)}
+        outputs["steps_run"] = steps_run
+        outputs["bad_batch_counts"] = bad_batch_counts
+        return outputs
 
     def _gradients_impl(self, iterator, lam):
         features = self._next_batch(iterator)
@@ -304,12 +325,37 @@ class StudentTrainer:
         """
         if self.iterator is None:
             self.iterator = self._make_distributed_iterator(int(self.global_step.numpy()))
+        first_step = int(self.global_step.numpy())
         try:
             outputs = self._train_loop(self.iterator, tf.constant(num_steps, tf.int32))
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
                 tf.errors.OutOfRangeError) as error:
             self._raise_data_error(error)
-        return {name: value.numpy() for name, value in outputs.items()}
+        values = {name: value.numpy() for name, value in outputs.items()}
+        steps_run = int(values.pop("steps_run"))
+        bad_counts = values.pop("bad_batch_counts")
+        if steps_run < num_steps or not (np.isfinite(values["loss"][-1])
+                                         and np.isfinite(values["grad_norm"][-1])):
+            self._raise_non_finite(first_step + steps_run, values, bad_counts)
+        return values
+
+    def _raise_non_finite(self, step: int, values: dict[str, np.ndarray], counts: np.ndarray):
+        """NonFiniteLossError for training step `step` (1-based, the last of `values`)."""
+        languages = {lang: int(n) for lang, n in zip(self.languages, counts) if n}
+        parts = ", ".join(f"{name} {values[name][-1]:.6g}" for name in
+                          ("loss", "kd_loss", "mlm_loss", "grad_norm", "lambda"))
+        hint = ""
+        if np.isfinite(values["mlm_loss"][-1]) and not np.isfinite(values["kd_loss"][-1]):
+            hint = (" The KD term is the non-finite one: the teacher logits of that batch are "
+                    "finite (checked when read) but overflow at this temperature, or the "
+                    "student's logits do.")
+        shard_dirs = {s.language: s.shard_dir for s in self.pipeline.sources
+                      if s.language in languages}
+        raise NonFiniteLossError(
+            f"training step {step}/{self.config.train.steps} gave a non-finite loss or gradient "
+            f"({parts}); the batch held examples of {languages} (shard folders {shard_dirs}). "
+            f"Stopped before saving anything of this step: the latest checkpoint in "
+            f"{self.model_dir} is from an earlier step.{hint}")
 
     def _raise_data_error(self, error: tf.errors.OpError):
         logging.error("data error during training, scanning the shards: %s", error.message)
@@ -401,6 +447,8 @@ class StudentTrainer:
                                            for s in self.pipeline.sources},
                     shard_dirs={s.language: s.shard_dir for s in self.pipeline.sources},
                     use_teacher=self.use_teacher,
+                    gold_only_languages=[s.language for s in self.pipeline.sources
+                                         if s.gold_only],
                     lambda_schedule=repr(self.lambda_schedule),
                     replicas=self.strategy.num_replicas_in_sync)
         info.update(extra or {})

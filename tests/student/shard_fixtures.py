@@ -138,3 +138,25 @@ def corrupt_file(path: str, offset_fraction: float = 0.5) -> None:
         data[i] ^= 0xFF
     with open(path, "wb") as f:
         f.write(bytes(data))
+
+
+def set_teacher_logits(path: str, value: float, records=None,
+                       feature_name: str = record_schema.TEACHER_TOPK_LOGITS) -> int:
+    """Rewrites an uncompressed shard with a float32 feature (default: the teacher logits) of
+    some records set to `value` (e.g. NaN, or a huge finite logit), bypassing the writer's
+    validation the way a foreign or damaged writer would. `records`: indices to change (None:
+    all). Returns the number of records changed."""
+    raw = [r.numpy() for r in tf.data.TFRecordDataset(path)]
+    changed = 0
+    with tf.io.TFRecordWriter(path) as writer:
+        for index, data in enumerate(raw):
+            example = tf.train.Example.FromString(data)
+            if records is None or index in records:
+                feature = example.features.feature[feature_name]
+                values = list(feature.float_list.value)
+                if not values:
+                    raise ValueError(f"{path}: record {index} has no float32 {feature_name}")
+                feature.float_list.value[:] = [value] * len(values)
+                changed += 1
+            writer.write(example.SerializeToString())
+    return changed

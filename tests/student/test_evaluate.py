@@ -174,3 +174,60 @@ def test_a_checkpoint_of_a_run_evaluates_like_the_export_of_the_same_weights(tmp
                                                         nan_ok=True)
     with pytest.raises(evaluate_lib.EvaluationError, match="ckpt-9.index is missing"):
         evaluate_lib.load_student("x", f"{model_dir}@9")
+
+
+def test_gold_only_language_is_reported_without_teacher_and_outside_the_rdt(tmp_path):
+    vocab_dir = shard_fixtures.write_vocab(str(tmp_path / "vocab"), VOCAB_SIZE)
+    pretrainer, export_dir = _export_student(tmp_path, vocab_dir)
+    dev = str(tmp_path / "dev" / "en")
+    _write_scored_dev(dev, vocab_dir, n=6)
+    gold = str(tmp_path / "dev" / "lb")
+    shard_fixtures.write_shards(gold, {"lb": 10}, vocab_dir, S, P, K, has_teacher_outputs=False,
+                                seed=3)
+    result = evaluate_lib.evaluate({"en": dev, "lb": gold}, {"kd": export_dir}, batch_size=4)
+
+    # The student's accuracy and loss on the gold-only examples, against a NumPy reference.
+    rng = np.random.default_rng(3)
+    spec = record_schema.ShardSpec(S, P, K, has_teacher_outputs=False)
+    examples = [shard_fixtures.random_example(rng, "lb", i, VOCAB_SIZE, spec) for i in range(10)]
+    tokens = correct = 0
+    loss = 0.0
+    for e in examples:
+        inputs = {name: tf.constant(getattr(e, name)[None]) for name in (
+            "input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions")}
+        logits = pretrainer(inputs, training=False)["mlm_logits"].numpy()[0].astype(np.float64)
+        log_probs = logits - logits.max(-1, keepdims=True)
+        log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+        for slot in np.nonzero(e.masked_lm_weights > 0)[0]:
+            tokens += 1
+            correct += int(np.argmax(log_probs[slot]) == e.masked_lm_ids[slot])
+            loss -= log_probs[slot, e.masked_lm_ids[slot]]
+    row = next(r for r in result["rows"] if r["language"] == "lb")
+    assert row["gold_only"] and row["teacher"] is None and row["tokenizer_teacher"] == "teacher_lb"
+    assert row["teacher_accuracy"] is None and row["teacher_loss"] is None
+    assert row["tokens"] == tokens and row["examples"] == 10
+    assert row["students"]["kd"]["accuracy"] == pytest.approx(correct / tokens)
+    assert row["students"]["kd"]["loss"] == pytest.approx(loss / tokens, rel=1e-4)
+    assert row["students"]["kd"]["rdt"] is None
+    # RDT over the distilled language only.
+    assert list(result["rdt_per_language"]) == ["en"]
+    assert result["rdt_average"]["kd"] == pytest.approx(result["rdt_per_language"]["en"]["kd"],
+                                                        nan_ok=True)   # teacher `bad`: 0 right
+    assert result["gold_only_languages"] == ["lb"]
+    paths = evaluate_lib.write_outputs(result, str(tmp_path / "out"))
+    table = open(paths["md"]).read()
+    assert "| lb | none (gold-only; teacher_lb tokenizer) | " in table
+    lb_line = next(line for line in table.splitlines() if line.startswith("| lb |"))
+    assert lb_line.count("n/a") == 3                      # teacher acc, teacher loss, RDT
+    assert "Gold-only languages (no teacher; not in the RDT): lb" in table
+    assert open(paths["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    # Only gold-only languages: no RDT at all.
+    alone = evaluate_lib.evaluate({"lb": gold}, {"kd": export_dir})
+    assert alone["rdt_average"] == {"kd": None} and alone["rdt_per_language"] == {}
+    assert "average n/a" in evaluate_lib.to_markdown(alone)
+    # A corrupt teacher loss in a distilled dev shard is refused, naming the folder.
+    shard_fixtures.set_teacher_logits(os.path.join(dev, "en-00000-of-00001.tfrecord"),
+                                      float("nan"), records={3}, feature_name="teacher_loss")
+    with pytest.raises(evaluate_lib.EvaluationError,
+                       match=f"{dev}: a record of 'en' has a NaN or infinite teacher_loss"):
+        evaluate_lib.evaluate({"en": dev}, {"kd": export_dir})

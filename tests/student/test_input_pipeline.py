@@ -1,5 +1,7 @@
 """The student's tf.data pipeline: shapes, language smoothing, mixing, determinism."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -7,6 +9,7 @@ import tensorflow as tf
 from student import config as config_lib
 from student import input_pipeline
 from student import shard_sources
+from tests.student import shard_fixtures
 from tests.student.conftest import TINY_CONFIG, make_shards
 
 
@@ -33,16 +36,19 @@ def test_batches_have_static_int32_shapes_and_no_strings(scored_shards, student_
     spec = pipeline.dataset().element_spec
     assert set(spec) == {"input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions",
                          "masked_lm_ids", "masked_lm_weights", "teacher_topk_ids",
-                         "teacher_topk_logits", "language_id"}
+                         "teacher_topk_logits", "kd_weight", "language_id"}
     shapes = {name: tuple(s.shape) for name, s in spec.items()}
     assert shapes["input_word_ids"] == (8, 32) and shapes["masked_lm_ids"] == (8, 6)
     assert shapes["teacher_topk_ids"] == (8, 6, 8) and shapes["language_id"] == (8,)
+    assert shapes["kd_weight"] == (8,)
     for name, s in spec.items():
-        expected = (tf.float32 if name in ("masked_lm_weights", "teacher_topk_logits")
+        expected = (tf.float32 if name in ("masked_lm_weights", "teacher_topk_logits",
+                                           "kd_weight")
                     else tf.int32)
         assert s.dtype == expected, name
     batch = next(iter(pipeline.dataset()))
     assert batch["input_word_ids"].numpy().max() < 300
+    assert np.all(batch["kd_weight"].numpy() == 1.0)        # no gold-only language
 
 
 def test_language_mix_matches_smoothed_weights_and_every_batch_is_mixed(tmp_path,
@@ -118,6 +124,62 @@ def test_iterator_position_is_checkpointable(tmp_path, scored_shards, student_vo
     tf.train.Checkpoint(iterator=fresh).read(path).assert_consumed()
     got = [next(fresh)["input_word_ids"].numpy() for _ in range(3)]
     assert all(np.array_equal(x, y) for x, y in zip(expected, got))
+
+
+def test_gold_only_examples_mix_inside_batches_with_dummy_teacher_fields(tmp_path,
+                                                                         student_vocab):
+    shards = {"en": make_shards(tmp_path / "en", student_vocab, {"en": 30}, seed=3),
+              "fr": make_shards(tmp_path / "fr", student_vocab, {"fr": 30}, seed=4,
+                                has_teacher_outputs=False)}
+    pipeline = _pipeline(shards, student_vocab, "data.gold_only_languages=[fr]",
+                         "data.global_batch_size=16")
+    assert pipeline.mixed
+    np.testing.assert_allclose(pipeline.weights, [0.5, 0.5])   # n ** alpha, as for any language
+    mixed = 0
+    for batch in pipeline.dataset().take(10):
+        language = batch["language_id"].numpy()
+        gold_rows = language == 1
+        mixed += 0 < gold_rows.sum() < len(language)
+        np.testing.assert_array_equal(batch["kd_weight"].numpy(), np.where(gold_rows, 0.0, 1.0))
+        assert np.all(batch["teacher_topk_ids"].numpy()[gold_rows] == 0)
+        assert np.all(batch["teacher_topk_logits"].numpy()[gold_rows] == 0)
+        weights = batch["masked_lm_weights"].numpy()
+        assert np.all(weights.sum(-1) > 0)                  # every row is a real example
+        # Distilled rows keep their teacher predictions (random fixture ids >= 5 or -1).
+        topk = batch["teacher_topk_ids"].numpy()[~gold_rows]
+        real = weights[~gold_rows] > 0
+        assert np.all((topk[real] >= 5) | (topk[real] == -1))
+        # Gold-only rows are parsed, not zero-filled: [MASK] at their masked positions.
+        positions = batch["masked_lm_positions"].numpy()[gold_rows]
+        inputs = batch["input_word_ids"].numpy()[gold_rows]
+        first = np.take_along_axis(inputs, positions[:, :1], 1)
+        assert np.all(first == 4)
+    assert mixed >= 8
+
+
+def test_a_distilled_folder_whose_records_lack_the_teacher_fields_is_refused(tmp_path,
+                                                                            student_vocab):
+    """Declared distilled (its manifest has teacher outputs) but written without them."""
+    folder = make_shards(tmp_path / "en", student_vocab, {"en": 8}, has_teacher_outputs=False,
+                         manifest_overrides={"has_teacher_outputs": True})
+    pipeline = _pipeline({"en": folder}, student_vocab)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Feature: teacher_.* is required"):
+        next(iter(pipeline.dataset()))
+    bad = pipeline.locate_corrupt_shards()
+    assert sorted(s.path for s in bad) == sorted(pipeline.all_files)
+    assert all(re.search("Feature: teacher_.* is required", s.error) for s in bad), bad
+
+
+def test_nan_teacher_logits_stop_the_stream(tmp_path, student_vocab):
+    folder = make_shards(tmp_path / "en", student_vocab, {"en": 8})
+    bad = f"{folder}/en-00001-of-00002.tfrecord"
+    shard_fixtures.set_teacher_logits(bad, float("inf"), records={0})
+    pipeline = _pipeline({"en": folder}, student_vocab, "data.global_batch_size=4")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="no_nan_or_inf"):
+        for _ in pipeline.dataset().take(4):
+            pass
+    assert [(s.path, s.error) for s in pipeline.locate_corrupt_shards()] == [
+        (bad, "NaN or infinite values: 48 in teacher_topk_logits")]
 
 
 def _as_copies_mode(folder, copies_mode, unique_examples):

@@ -195,6 +195,97 @@ def test_global_denominators_make_split_batches_sum_to_the_whole():
                                    float(getattr(full, name)), rtol=1e-12)
 
 
+def _mixed_batch(seed=10, b=4):
+    """A batch whose rows 1 and 3 are gold-only: dummy teacher fields (ids 0, logits 0) and
+    kd_weight 0, as the input pipeline builds them."""
+    logits, gold, weights, ids, teacher_logits = _batch(seed=seed, b=b, invalid=True)
+    kd_weight = np.array([1.0, 0.0, 1.0, 0.0][:b], np.float32)
+    gold_rows = kd_weight == 0
+    ids[gold_rows] = 0
+    teacher_logits[gold_rows] = 0.0
+    features = _features(gold, weights, ids, teacher_logits)
+    features["kd_weight"] = tf.constant(kd_weight)
+    return logits, gold, weights, ids, teacher_logits, kd_weight, features
+
+
+def _mlm_rows(logits, gold, weights):
+    """Plain NumPy: sum_p w_bp * -log softmax(z_bp)[gold_bp], per row."""
+    nll = -np.take_along_axis(_log_softmax(logits), gold[..., None], -1)[..., 0]
+    return (nll * weights).sum(-1)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_gold_only_examples_have_exactly_zero_kd_and_full_mlm_weight(temperature):
+    logits, gold, weights, ids, teacher_logits, kd_weight, features = _mixed_batch()
+    lam = 0.7
+    values = losses.student_loss(tf.constant(logits, tf.float64), features, lam, True,
+                                 temperature=temperature)
+    distilled = kd_weight == 1
+    # KD: the mean over the distilled rows' slots only, as if the gold-only rows were absent.
+    expected_kd = _dense_kd_reference(logits[distilled], weights[distilled], ids[distilled],
+                                      teacher_logits[distilled], temperature)
+    np.testing.assert_allclose(float(values.kd), expected_kd, rtol=1e-10)
+    dens = losses.denominators(features, use_teacher=True)
+    assert float(dens.kd) == float(losses.denominators(
+        _features(gold[distilled], weights[distilled], ids[distilled],
+                  teacher_logits[distilled]), True).kd)
+    assert float(dens.mlm) == weights.sum()            # MLM: every example, normalised together
+    rows = _mlm_rows(logits, gold, weights)
+    np.testing.assert_allclose(float(values.mlm), rows.sum() / weights.sum(), rtol=1e-10)
+    # Distilled rows: lambda KD + (1 - lambda) MLM; gold-only rows: MLM with weight 1.
+    expected_total = (lam * expected_kd
+                      + ((1 - lam * kd_weight.astype(np.float64)) * rows).sum() / weights.sum())
+    np.testing.assert_allclose(float(values.total), expected_total, rtol=1e-10)
+
+    # The KD term's value and gradient on the gold-only rows are exactly zero.
+    x = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        kd_sum = losses.kd_loss_sum(x, ids, teacher_logits, weights, temperature,
+                                    kd_weight=kd_weight)
+    grad = tape.gradient(kd_sum, x).numpy()
+    assert np.all(grad[~distilled] == 0.0) and np.abs(grad[distilled]).max() > 0
+    only_gold = losses.kd_loss_sum(tf.constant(logits[~distilled]), ids[~distilled],
+                                   teacher_logits[~distilled], weights[~distilled],
+                                   temperature, kd_weight=kd_weight[~distilled])
+    assert float(only_gold) == 0.0
+    # The total's gradient on a gold-only row is the plain MLM gradient with weight 1.
+    with tf.GradientTape() as tape:
+        total = losses.student_loss(x, features, lam, True, temperature=temperature).total
+    grad = tape.gradient(total, x).numpy()
+    with tf.GradientTape() as tape:
+        mlm_sum = losses.mlm_loss_sum(x, gold, weights)
+    mlm_grad = tape.gradient(mlm_sum, x).numpy() / weights.sum()
+    np.testing.assert_allclose(grad[~distilled], mlm_grad[~distilled], rtol=1e-10, atol=1e-15)
+
+
+def test_all_distilled_kd_weight_changes_nothing():
+    logits, gold, weights, ids, teacher_logits = _batch(seed=11, invalid=True)
+    plain = _features(gold, weights, ids, teacher_logits)
+    weighted = dict(plain, kd_weight=tf.ones([logits.shape[0]], tf.float32))
+    for temperature in (1.0, 2.0):
+        a = losses.student_loss(tf.constant(logits, tf.float64), plain, 0.4, True,
+                                temperature=temperature)
+        b = losses.student_loss(tf.constant(logits, tf.float64), weighted, 0.4, True,
+                                temperature=temperature)
+        for name in ("total", "kd", "mlm"):
+            assert float(getattr(a, name)) == pytest.approx(float(getattr(b, name)), rel=1e-14)
+
+
+def test_mixed_batches_split_across_replicas_sum_to_the_whole():
+    logits, gold, weights, ids, teacher_logits, kd_weight, features = _mixed_batch(seed=12)
+    full = losses.student_loss(tf.constant(logits, tf.float64), features, 0.6, True)
+    whole = losses.denominators(features, True)
+    parts = []
+    for rows in (slice(0, 1), slice(1, 4)):   # a replica may hold only distilled rows
+        part = _features(gold[rows], weights[rows], ids[rows], teacher_logits[rows])
+        part["kd_weight"] = tf.constant(kd_weight[rows])
+        parts.append(losses.student_loss(tf.constant(logits[rows], tf.float64), part, 0.6, True,
+                                         global_denominators=whole))
+    for name in ("total", "kd", "mlm"):
+        np.testing.assert_allclose(sum(float(getattr(p, name)) for p in parts),
+                                   float(getattr(full, name)), rtol=1e-12)
+
+
 def test_linear_lambda_schedule_anneals_one_to_zero():
     schedule = lambda_schedule.LambdaSchedule("linear", 1.0, 0.0, anneal_steps=10)
     values = [float(schedule(step)) for step in (0, 5, 10, 20)]

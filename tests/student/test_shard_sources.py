@@ -152,6 +152,70 @@ def test_scan_finds_out_of_range_ids_and_empty_shards(tmp_path, student_vocab):
     assert shard_sources.scan_shards([source], spec, 1000)[0].error == "no records"
 
 
+GOLD_ONLY_FR = "data.gold_only_languages=[fr]"
+
+
+def test_declared_gold_only_folder_trains_beside_distilled_ones(tmp_path, student_vocab,
+                                                                 scored_shards):
+    fr = make_shards(tmp_path / "fr", student_vocab, {"fr": 8}, has_teacher_outputs=False,
+                     top_k=4)        # k of a gold-only folder is not checked: it has no top-k
+    shards = {"en": scored_shards["en"], "fr": fr}
+    # Not declared: refused under lambda > 0, with the way out in the message.
+    with pytest.raises(manifest_lib.ManifestError,
+                       match=r"fr/manifest\.json: field 'has_teacher_outputs' is False.*"
+                             r"declare 'fr' in data\.gold_only_languages"):
+        _open(shards, student_vocab)
+    sources = _open(shards, student_vocab, config=_config(GOLD_ONLY_FR))
+    assert [(s.language, s.gold_only) for s in sources] == [("en", False), ("fr", True)]
+    spec = shard_sources.reading_spec(_config().data, use_teacher=True)
+    assert shard_sources.source_spec(sources[1], spec).has_teacher_outputs is False
+    assert shard_sources.source_spec(sources[0], spec) == spec
+    scans = shard_sources.scan_shards(sources, spec, 300)
+    assert all(scan.ok for scan in scans), scans
+    # lambda = 0: nothing is distilled, the declaration only checks the folder's kind.
+    plain = _open(shards, student_vocab, use_teacher=False, config=_config(
+        GOLD_ONLY_FR, "loss.lambda_schedule=constant,loss.lambda_start=0.0"))
+    assert not any(s.gold_only for s in plain)
+
+
+def test_gold_only_declaration_is_checked(tmp_path, student_vocab, scored_shards):
+    fr = make_shards(tmp_path / "fr", student_vocab, {"fr": 8}, has_teacher_outputs=False)
+    # A declared language whose folder has teacher outputs.
+    with pytest.raises(manifest_lib.ManifestError,
+                       match=r"manifest\.json: field 'has_teacher_outputs' is True but config "
+                             r"field 'data\.gold_only_languages' declares 'en' gold-only"):
+        _open({"en": scored_shards["en"], "fr": fr}, student_vocab,
+              config=_config("data.gold_only_languages=[fr,en]"))
+    # A declared language without a folder.
+    with pytest.raises(shard_sources.ShardError,
+                       match=r"'data\.gold_only_languages' names 'fr', which has no --shards"):
+        _open({"en": scored_shards["en"]}, student_vocab, config=_config(GOLD_ONLY_FR))
+    # Only gold-only languages under lambda > 0: nothing to distil.
+    with pytest.raises(shard_sources.ShardError, match="every language is gold-only"):
+        _open({"fr": fr}, student_vocab, config=_config(GOLD_ONLY_FR))
+    # A gold-only folder must still be in the student's id space and vocabulary.
+    teacher_space = make_shards(tmp_path / "fr_teacher", student_vocab, {"fr": 4},
+                                has_teacher_outputs=False, id_space="teacher")
+    with pytest.raises(manifest_lib.ManifestError, match="'id_space' is 'teacher'"):
+        _open({"en": scored_shards["en"], "fr": teacher_space}, student_vocab,
+              config=_config(GOLD_ONLY_FR))
+
+
+def test_scan_finds_nan_teacher_logits_and_skip_leaves_the_shard_out(tmp_path, student_vocab):
+    en = make_shards(tmp_path / "en", student_vocab, {"en": 12}, shards_per_language=3)
+    bad = os.path.join(en, "en-00002-of-00003.tfrecord")
+    assert shard_fixtures.set_teacher_logits(bad, float("nan"), records={1}) == 1
+    config = _config()
+    sources = _open({"en": en}, student_vocab, config=config)
+    spec = shard_sources.reading_spec(config.data, use_teacher=True)
+    scans = shard_sources.scan_shards(sources, spec, 300)
+    assert [s.path for s in scans if not s.ok] == [bad]
+    error = next(s.error for s in scans if not s.ok)
+    assert error == "NaN or infinite values: 48 in teacher_topk_logits", error  # P * k = 6 * 8
+    kept, skipped = shard_sources.drop_corrupt_shards(sources, spec, 300)
+    assert [s.path for s in skipped] == [bad] and bad not in kept[0].files
+
+
 def test_an_all_manifest_without_distinct_examples_is_refused(tmp_path, student_vocab):
     """A manifest of copies mode `all` written before `unique_examples` existed counts every
     teacher's copy: sampling cannot use it, and says why. `single` / `best` ones (one record

@@ -1,6 +1,7 @@
 """The training loop: metrics, summaries, resume, XLA, data errors, export, plain MLM."""
 
 import glob
+import json
 import os
 
 import numpy as np
@@ -12,6 +13,7 @@ from student import experiment
 from student import export as export_lib
 from student import model as model_lib
 from student import shard_sources
+from student import trainer as trainer_lib
 from tests.student import shard_fixtures
 from tests.student.conftest import TINY_CONFIG, make_shards
 
@@ -180,3 +182,58 @@ def test_export_loads_for_fine_tuning(trained, tmp_path, student_vocab):
     with open(paths["vocab"], encoding="utf-8") as f:
         assert f.read().split("\n")[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     assert config_lib.load_config(paths["params"]).as_dict() == config.as_dict()
+
+
+def test_trains_on_a_mix_of_distilled_and_gold_only_languages(tmp_path, student_vocab,
+                                                              scored_shards):
+    """lambda > 0 with a declared gold-only language: KD on en, MLM only on fr."""
+    fr = make_shards(tmp_path / "fr", student_vocab, {"fr": 40}, has_teacher_outputs=False,
+                     seed=5)
+    trainer = make_trainer(tmp_path / "run", {"en": scored_shards["en"], "fr": fr},
+                           student_vocab, "data.gold_only_languages=[fr]", "train.steps=4")
+    assert trainer.use_teacher and trainer.pipeline.mixed
+    history = trainer.train()
+    metrics = {name: np.array(v) for name, v in history.metrics.items()}
+    assert np.all(np.isfinite(metrics["loss"])) and np.all(metrics["kd_loss"] > 0)
+    # The gold-only rows add lambda * their MLM share to lambda KD + (1 - lambda) MLM.
+    plain_mix = metrics["lambda"] * metrics["kd_loss"] + (1 - metrics["lambda"]) * \
+        metrics["mlm_loss"]
+    assert np.all(metrics["loss"] > plain_mix)
+    seen = trainer.examples_seen_by_language()
+    assert seen["fr"] > 0 and seen["en"] > 0
+    trainer.write_run_info()
+    info = json.loads(open(os.path.join(tmp_path, "run", "run_info.json")).read())
+    assert info["gold_only_languages"] == ["fr"]
+
+
+def test_non_finite_loss_stops_training_before_any_checkpoint(tmp_path, student_vocab):
+    """Teacher logits that are finite on disk but overflow at T = 0.5 make the KD term NaN:
+    training stops at that step, naming it and the batch's languages, and saves nothing."""
+    good = make_shards(tmp_path / "good", student_vocab, {"en": 24})
+    bad = make_shards(tmp_path / "bad", student_vocab, {"en": 24})
+    for path in glob.glob(os.path.join(bad, "*.tfrecord")):
+        shard_fixtures.set_teacher_logits(path, 3e38)
+    overrides = ("loss.temperature=0.5", "train.checkpoint_input_iterator=false")
+    model_dir = tmp_path / "run"
+    make_trainer(model_dir, {"en": good}, student_vocab, *overrides).train(stop_at_step=4)
+    trainer = make_trainer(model_dir, {"en": bad}, student_vocab, *overrides)
+    with pytest.raises(trainer_lib.NonFiniteLossError) as info:
+        trainer.train()
+    message = str(info.value)
+    assert message.startswith("training step 5/8 gave a non-finite loss"), message
+    assert "{'en': 8}" in message and bad in message and "KD term" in message
+    checkpoints = sorted(os.path.basename(p) for p in glob.glob(str(model_dir / "ckpt-*.index")))
+    assert checkpoints == ["ckpt-4.index"]
+    assert not (model_dir / "export").exists()
+
+
+def test_nan_teacher_logits_stop_training_naming_the_shard(tmp_path, student_vocab):
+    folder = make_shards(tmp_path / "en", student_vocab, {"en": 16})
+    bad = os.path.join(folder, "en-00000-of-00002.tfrecord")
+    shard_fixtures.set_teacher_logits(bad, float("nan"), records={2})
+    trainer = make_trainer(tmp_path / "run", {"en": folder}, student_vocab)
+    with pytest.raises(shard_sources.ShardError,
+                       match=r"en-00000-of-00002\.tfrecord: NaN or infinite values: 48 in "
+                             r"teacher_topk_logits"):
+        trainer.train()
+    assert not glob.glob(str(tmp_path / "run" / "ckpt-*"))
