@@ -137,7 +137,9 @@ def test_ids_map_back_to_the_teachers_tokens_and_scores(workspace, best_run):
             path, fmt, langs, teacher_vocab, _ = workspace.teachers[teacher]
             inverse = vocab.inverse_map(teacher)
             loaded = load_teacher(str(path), format=fmt, name=teacher, languages=langs)
-            score = scoring.make_score_fn(loaded, top_k=8)
+            # As the job scores (XLA by default); the batch differs from the job's, so XLA's
+            # fusions may round differently: float32 agreement to 1e-4 relative.
+            score = scoring.make_score_fn(loaded, top_k=8, jit_compile=config.jit_compile)
             sample = mine[:6]
             originals = [rebuilt[(r.example_id, teacher)] for r in sample]
             batch = {f: np.stack([np.asarray(getattr(e, f)) for e in originals])
@@ -161,9 +163,9 @@ def test_ids_map_back_to_the_teachers_tokens_and_scores(workspace, best_run):
                 np.testing.assert_array_equal(record.teacher_topk_ids[:n], mapped)
                 np.testing.assert_allclose(record.teacher_topk_logits[:n][mapped >= 0],
                                            scores["topk_logits"].numpy()[i, :n][mapped >= 0],
-                                           rtol=1e-5, atol=1e-5)
+                                           rtol=1e-4, atol=1e-4)
                 assert record.teacher_loss == pytest.approx(
-                    float(scores["teacher_loss"][i]), rel=1e-5)
+                    float(scores["teacher_loss"][i]), rel=1e-4)
 
 
 def test_all_keeps_every_copy_and_best_the_lowest_loss_one(workspace, best_run, all_run):
