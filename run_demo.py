@@ -6,10 +6,10 @@ Stages (each runs the project's own command line, printed before it runs):
   1. corpora    data/corpora/demo/<lang>.txt -> a transfer split and a held-out split
                 (the last 10% of the lines) per language;
   2. teachers   per language, a WordPiece vocabulary and a small BERT MLM teacher pretrained on
-                the transfer split (python -m teacher_scoring.pretrain_teacher), exported as a
+                the transfer split (python -m student.pretrain_teacher), exported as a
                 Hugging Face folder (and one as a Google-BERT checkpoint);
   3. vocab      the student vocabulary: the union of the teachers' (python -m vocab.build_union);
-  4. scoring    the teacher report on a sample (python -m teacher_scoring.teacher_report), then
+  4. scoring    the teacher report on a sample (python -m beam_jobs.teacher_report), then
                 the Beam job on DirectRunner: the transfer split tokenized, masked and scored by
                 each teacher, top-8 logits in the student's ids (python -m beam_jobs.score_corpora);
                 and again on the held-out split, for the evaluation;
@@ -201,7 +201,7 @@ def main() -> None:
         if os.path.exists(os.path.join(teachers[lang], "teacher.json")):
             print(f"  teacher_{lang}: already there ({teachers[lang]})")
             continue
-        command = [python, "-m", "teacher_scoring.pretrain_teacher", f"--name=teacher_{lang}",
+        command = [python, "-m", "student.pretrain_teacher", f"--name=teacher_{lang}",
                    f"--language={lang}", f"--input={train[lang]}",
                    f"--vocab_size={args.teacher_vocab_size}",
                    "--lower_case" if settings["lower_case"] else "--nolower_case",
@@ -236,7 +236,7 @@ def main() -> None:
                              mode, seq_length, max_predictions,
                              seed if split == "train" else seed + 1)
         if split == "train":  # first the teacher report: each teacher's fit and masked-LM quality
-            run([python, "-m", "teacher_scoring.teacher_report", f"--config={config_path}",
+            run([python, "-m", "beam_jobs.teacher_report", f"--config={config_path}",
                  "--sample_paragraphs=3000", "--overwrite",
                  f"--output_dir={os.path.join(ws, 'teacher_report')}"],
                 os.path.join(paths["logs"], "teacher_report.log"))

@@ -1,7 +1,7 @@
 """BuildMaskedExamples: a language's documents → one masked copy per (segment, teacher).
 
 Step 1 of MergeDistill (paper §3.1): the corpus is tokenized and masked with each teacher's
-own tokenizer. This is `teacher_scoring.create_examples.create_examples` run inside Beam:
+own tokenizer. This is `teacher_scoring.examples.create_examples.create_examples` run inside Beam:
 documents are segmented for all the language's teachers at once (segments are
 teacher-independent, so a segment's copies share its `example_id` — what `best` compares; a
 document's lines are packed into full sequences), each document is tokenized once per teacher.
@@ -34,10 +34,11 @@ import apache_beam as beam
 from beam_jobs import dead_letter as dl
 from beam_jobs import metrics
 from beam_jobs.job_config import JobConfig
-from teacher_scoring import create_examples as create_examples_lib
-from teacher_scoring import documents, segmentation
-from teacher_scoring.masking import MaskingConfig
-from teacher_scoring.tokenization import TeacherTokenizer
+from teacher_scoring.examples import create_examples as create_examples_lib
+from teacher_scoring.examples import documents
+from teacher_scoring.examples import segmentation
+from teacher_scoring.examples.masking import MaskingConfig
+from teacher_scoring.examples.tokenization import TeacherTokenizer
 
 # A copy without any masked token (whole-word masking on a very short segment: the only
 # word is longer than the number of tokens to predict, so BERT's recipe picks nothing). It has

@@ -21,8 +21,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
-from teacher_scoring import record_schema
-
+from teacher_scoring.records import record_schema
 DEAD_LETTER = "dead_letter"
 FILE_PREFIX = "dead_letter"
 FILE_SUFFIX = ".jsonl"

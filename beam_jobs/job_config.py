@@ -49,10 +49,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from teacher_scoring import record_schema
-
+from teacher_scoring.records import record_schema
 COPIES_MODES = ("all", "best")
-DOCUMENT_FORMATS = ("line", "blank_line")   # teacher_scoring.documents.DOCUMENT_FORMATS
+DOCUMENT_FORMATS = ("line", "blank_line")   # teacher_scoring.examples.documents.DOCUMENT_FORMATS
 COMPRESSIONS = ("", "GZIP")
 TEACHER_FORMATS = ("auto", "google_bert_checkpoint", "hf_folder", "tfm_checkpoint", "saved_model")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -109,11 +108,11 @@ class JobConfig:
     # XLA-compile the teachers' scoring functions (jit_compile of make_score_fn): on by default,
     # the faster way on CPU (bench/bench_scoring.py); `false` for a teacher XLA cannot compile.
     jit_compile: bool = True
-    # Corpus format (teacher_scoring.documents): `line` (one document a line) or `blank_line`
+    # Corpus format (teacher_scoring.examples.documents): `line` (one document a line) or `blank_line`
     # (BERT's format: a blank line between documents; a document's lines are packed).
     document_format: str = "line"
     # BERT's short_seq_prob: a sequence's target length is drawn in [2, S - 2] with this
-    # probability (teacher_scoring.segmentation).
+    # probability (teacher_scoring.examples.segmentation).
     short_seq_prob: float = 0.0
     source: str = ""
 

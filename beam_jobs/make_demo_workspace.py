@@ -48,8 +48,8 @@ def make_demo_workspace(workspace: str, vocab_size: int = 4000, hidden_size: int
     """Writes the demo teachers and student vocab under `workspace`; returns name → path."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    from teacher_scoring import export  # pylint: disable=import-outside-toplevel
-    from teacher_scoring.loaders import bert_mlm  # pylint: disable=import-outside-toplevel
+    from teacher_scoring.teachers import export  # pylint: disable=import-outside-toplevel
+    from teacher_scoring.teachers.loaders import bert_mlm  # pylint: disable=import-outside-toplevel
     from vocab.train_wordpiece import train_wordpiece  # pylint: disable=import-outside-toplevel
     from vocab.union import StudentVocab  # pylint: disable=import-outside-toplevel
 

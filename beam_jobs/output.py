@@ -38,7 +38,7 @@ from typing import Iterable
 import tensorflow as tf
 
 from beam_jobs.dead_letter import FILE_PREFIX, FILE_SUFFIX
-from teacher_scoring.manifest import MANIFEST_FILENAME
+from teacher_scoring.records.manifest import MANIFEST_FILENAME
 
 DEAD_LETTER_DIR = "dead_letter"
 TMP_PREFIX = ".tmp-scoring-"

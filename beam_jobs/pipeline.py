@@ -47,7 +47,7 @@ from beam_jobs.teacher_model_handler import TeacherModelHandler, unwritable_scor
 from beam_jobs.vocab_mapping import DROP_REASONS as MAPPING_DROP_REASONS
 from beam_jobs.vocab_mapping import TOPK_NO_STUDENT_ID, MapToStudentVocab
 from beam_jobs.write_shards import WriteShards, read_shard_index
-from teacher_scoring import manifest as manifest_lib
+from teacher_scoring.records import manifest as manifest_lib
 
 # Counter keys that go to a manifest's `dropped` (the rest go to `counters`).
 DROP_REASONS = tuple(EXAMPLE_DROP_REASONS) + tuple(MAPPING_DROP_REASONS) + tuple(
@@ -86,8 +86,8 @@ def resolve_config(config: JobConfig) -> JobConfig:
 def _check_teacher(name: str, config: JobConfig, student_vocab) -> tuple[TeacherSpec,
                                                                        manifest_lib.TeacherEntry]:
     """Loads one teacher and checks it against the job; JobSetupError names it and the problem."""
-    from teacher_scoring import scoring  # pylint: disable=import-outside-toplevel
-    from teacher_scoring.loaders import load_teacher  # pylint: disable=import-outside-toplevel
+    from teacher_scoring.teachers import scoring  # pylint: disable=import-outside-toplevel
+    from teacher_scoring.teachers.loaders import load_teacher  # pylint: disable=import-outside-toplevel
 
     entry = config.teachers[name]
     where = f"{config.source}: teachers.{name} ({entry.path})"

@@ -1,6 +1,6 @@
 """ReadCorpus: one language's corpus files → its documents, as raw bytes.
 
-Two corpus formats (`teacher_scoring.documents`, the job config's `document_format`):
+Two corpus formats (`teacher_scoring.examples.documents`, the job config's `document_format`):
 
 * `line`: a line is a document. Read with Beam's `ReadFromText` (splittable by byte ranges).
 * `blank_line`: google-research/bert's input format, one sentence or paragraph a line and a
@@ -31,8 +31,7 @@ import tensorflow as tf
 from apache_beam.io import filebasedsource
 
 from beam_jobs import metrics
-from teacher_scoring import documents as documents_lib
-
+from teacher_scoring.examples import documents as documents_lib
 LINES = "lines"
 
 
@@ -136,7 +135,7 @@ class ReadCorpus(beam.PTransform):
     Args:
       language: the corpus language (counter names).
       globs: file globs (any Beam filesystem: local, gs://, ...).
-      document_format: `line` or `blank_line` (teacher_scoring.documents).
+      document_format: `line` or `blank_line` (teacher_scoring.examples.documents).
     """
 
     def __init__(self, language: str, globs: Sequence[str],

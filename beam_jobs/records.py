@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from teacher_scoring.create_examples import example_hash
+from teacher_scoring.examples.create_examples import example_hash
 
 
 class ScoredRecord(NamedTuple):

@@ -35,7 +35,7 @@ def loss_per_word(teacher_loss: float, num_predictions: int, num_masked_words) -
     = teacher_loss (mean per piece) * num_predictions / num_masked_words.
 
     Raises:
-      ValueError: no word count (a copy not built by teacher_scoring.masking), or not between 1
+      ValueError: no word count (a copy not built by teacher_scoring.examples.masking), or not between 1
         and the number of masked pieces.
     """
     if num_masked_words is None or not 1 <= num_masked_words <= num_predictions:

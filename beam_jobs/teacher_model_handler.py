@@ -1,8 +1,8 @@
 """A Beam RunInference ModelHandler for one MergeDistill teacher.
 
-`TeacherModelHandler` loads a teacher on the worker (`teacher_scoring.loaders.load_teacher`,
+`TeacherModelHandler` loads a teacher on the worker (`teacher_scoring.teachers.loaders.load_teacher`,
 the same call the launcher already made to validate it) and scores batches of masked copies with
-`teacher_scoring.scoring.make_score_fn`: top-k ids and logits per masked slot and the teacher's
+`teacher_scoring.teachers.scoring.make_score_fn`: top-k ids and logits per masked slot and the teacher's
 loss, in the teacher's id space.
 
 Static shapes: every call gets exactly `batch_size` rows ([B, S] inputs, [B, P] slots), so the
@@ -32,7 +32,7 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from beam_jobs import metrics
-from teacher_scoring import record_schema
+from teacher_scoring.records import record_schema
 
 # Counter keys of copies whose scores cannot be written (the manifest's `dropped`).
 NONFINITE_SCORES = "nonfinite_scores"
@@ -112,8 +112,8 @@ class TeacherModelHandler(ModelHandler[record_schema.ScoredExample, PredictionRe
 
     def load_model(self) -> LoadedTeacher:
         # Imported here: the launcher process does not need TF models to build the graph.
-        from teacher_scoring import scoring  # pylint: disable=import-outside-toplevel
-        from teacher_scoring.loaders import load_teacher  # pylint: disable=import-outside-toplevel
+        from teacher_scoring.teachers import scoring  # pylint: disable=import-outside-toplevel
+        from teacher_scoring.teachers.loaders import load_teacher  # pylint: disable=import-outside-toplevel
 
         teacher = load_teacher(self._path, format=self._format, name=self._name,
                                languages=self._languages)

@@ -36,8 +36,8 @@ import numpy as np
 from beam_jobs import dead_letter as dl
 from beam_jobs import metrics
 from beam_jobs.records import ScoredRecord
-from teacher_scoring import record_schema
-from teacher_scoring.tokenization import PAD, UNK
+from teacher_scoring.records import record_schema
+from teacher_scoring.examples.tokenization import PAD, UNK
 from vocab.union import NO_STUDENT_ID, SPECIAL_IDS
 
 TOPK_ENTRIES = "topk_entries"

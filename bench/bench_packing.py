@@ -2,7 +2,7 @@ r"""Benchmark of sequence packing: token utilization before and after, per langu
 
 Token utilization = real positions / all positions = sum of input_mask / (sequences x S): the
 share of every sequence the teachers (and later the student) spend on text rather than padding.
-It is measured on the examples the scoring job builds (`teacher_scoring.create_examples`, the
+It is measured on the examples the scoring job builds (`teacher_scoring.examples.create_examples`, the
 function `BuildMaskedExamples` runs), for every copy of every example:
 
   * before: one paragraph a line (`document_format: line`): every paragraph is its own document
@@ -76,8 +76,8 @@ def write_blank_line(lines: list[str], per_document: int, path: pathlib.Path) ->
 
 def utilization(documents, language, tokenizers, seq_length, short_seq_prob):
     """teacher → [sequences, real positions] over every copy of every example."""
-    from teacher_scoring import create_examples
-    from teacher_scoring.masking import MaskingConfig
+    from teacher_scoring.examples import create_examples
+    from teacher_scoring.examples.masking import MaskingConfig
 
     config = MaskingConfig(seq_length=seq_length, max_predictions_per_seq=max(
         1, round(0.15 * seq_length)), seed=12345, short_seq_prob=short_seq_prob)
@@ -98,8 +98,8 @@ def ratio(totals, seq_length, teachers=None):
 
 def main(argv):
     del argv
-    from teacher_scoring import create_examples
-    from teacher_scoring.tokenization import TeacherTokenizer
+    from teacher_scoring.examples import create_examples
+    from teacher_scoring.examples.tokenization import TeacherTokenizer
     from vocab.train_wordpiece import train_wordpiece
 
     start = time.time()

@@ -7,7 +7,7 @@ Measured side by side in one run on this machine:
     mapping, sorting and writing GZIP shards, manifests) in its default settings (the job
     config's defaults, e.g. `jit_compile`, and the launcher's DirectRunner defaults, unless the
     flags below say otherwise), in real tokens (sum of input_mask) and sequences per second;
-  * bare: the same teacher's scoring function (`teacher_scoring.scoring.make_score_fn`) called
+  * bare: the same teacher's scoring function (`teacher_scoring.teachers.scoring.make_score_fn`) called
     in a Python loop on pre-built [batch, S] batches of exactly the job's packed sequences
     (tracing / compilation excluded), with XLA (`jit_compile=True`, measured before and after
     the job, to see the noise of a shared machine) and once without (the XLA speed-up);
@@ -79,8 +79,8 @@ flags.DEFINE_bool("bare_before", True, "Also time the XLA bare loop before the j
 
 def build_workspace(root: pathlib.Path):
     """Corpora, teacher (HF folder), student vocab; returns (teacher path, vocab, corpora)."""
-    from teacher_scoring import export
-    from teacher_scoring.loaders import bert_mlm
+    from teacher_scoring.teachers import export
+    from teacher_scoring.teachers.loaders import bert_mlm
     from vocab.train_wordpiece import train_wordpiece
     from vocab.union import StudentVocab
     import tensorflow as tf
@@ -140,8 +140,8 @@ def bare_batches(config, teacher, corpora):
     """The job's packed examples (teacher space) as static [batch, S] batches, last one padded
     (as the job's handler pads a bundle's last batch)."""
     from beam_jobs.build_examples import masking_config
-    from teacher_scoring import create_examples, scoring
-
+    from teacher_scoring.examples import create_examples
+    from teacher_scoring.teachers import scoring
     examples = []
     tokenizers = {"bench": teacher.tokenizer()}
     for language, path in corpora.items():
@@ -191,9 +191,8 @@ def reencode_float16(output_dir, languages):
     """Bytes of the job's records re-encoded with float16 logits (same order, same writer)."""
     import tensorflow as tf
     from beam_jobs.write_shards import write_records
-    from teacher_scoring import manifest as manifest_lib
-    from teacher_scoring import record_schema
-
+    from teacher_scoring.records import manifest as manifest_lib
+    from teacher_scoring.records import record_schema
     total = 0
     for language in languages:
         folder = os.path.join(output_dir, language)
@@ -220,8 +219,8 @@ def main(argv):
     del argv
     logging.getLogger().setLevel(logging.WARNING)
     from beam_jobs import pipeline
-    from teacher_scoring import scoring
-    from teacher_scoring.loaders import load_teacher
+    from teacher_scoring.teachers import scoring
+    from teacher_scoring.teachers.loaders import load_teacher
 
     root = pathlib.Path(FLAGS.work_dir or tempfile.mkdtemp(prefix="bench_scoring_"))
     if (root / "scored").exists():

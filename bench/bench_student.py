@@ -12,7 +12,7 @@ r"""Student benchmark: cost of the KD term, and input pipeline headroom (one run
 2. Input pipeline records/s (the KD pipeline: read, sample languages, batch, parse) against what
    the KD training step consumes (batch / step time); target ratio >= 10.
 
-Synthetic scored shards (random ids / logits, written through teacher_scoring.record_schema and
+Synthetic scored shards (random ids / logits, written through teacher_scoring.records.record_schema and
 a manifest) are written to --work_dir (a temp folder by default).
 """
 

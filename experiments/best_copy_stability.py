@@ -12,7 +12,7 @@ A and B, in two ways:
     (seed, example_id)) and `best` keeps the copy with the lower loss per masked *word*
     (`beam_jobs.score.loss_per_word`: a word's loss is the sum of its pieces' cross-entropies).
 
-Every copy is scored by its teacher with `teacher_scoring.scoring.make_score_fn` (what the
+Every copy is scored by its teacher with `teacher_scoring.teachers.scoring.make_score_fn` (what the
 job's RunInference handler calls). Reported, per way: the share of examples whose best teacher
 is the same under both seeds (a choice that reflects the text, not the draw, is stable), each
 teacher's share of wins, and a 95% bootstrap interval of the agreement. Examples where a copy
@@ -22,7 +22,7 @@ has no masked piece under a seed are left out (the job drops such copies).
         --teacher en_cased=/tmp/teachers/en_cased --teacher en_uncased=/tmp/teachers/en_uncased \
         --corpus /work/shared/corpora/dev/en.txt --seq_length 64 --max_predictions_per_seq 10
 
-Use trained teachers (e.g. `python -m teacher_scoring.pretrain_teacher`): with random ones the
+Use trained teachers (e.g. `python -m student.pretrain_teacher`): with random ones the
 losses say nothing about the text.
 """
 
@@ -49,8 +49,7 @@ flags.DEFINE_integer("bootstrap", 1000, "Bootstrap resamples for the interval.")
 
 def score_copies(examples, score_fns, batch_size):
     """{(example_id, teacher): (teacher_loss, masked pieces, masked words)} for every copy."""
-    from teacher_scoring import scoring
-
+    from teacher_scoring.teachers import scoring
     by_teacher = collections.defaultdict(list)
     for example in examples:
         if example.num_predictions:
@@ -88,9 +87,10 @@ def best_teachers(scores, teachers, per_word):
 
 def main(argv):
     del argv
-    from teacher_scoring import create_examples, scoring
-    from teacher_scoring.loaders import load_teacher
-    from teacher_scoring.masking import MaskingConfig
+    from teacher_scoring.examples import create_examples
+    from teacher_scoring.teachers import scoring
+    from teacher_scoring.teachers.loaders import load_teacher
+    from teacher_scoring.examples.masking import MaskingConfig
 
     if not FLAGS.teacher or len(FLAGS.teacher) != 2 or not FLAGS.corpus:
         sys.exit("error: give --teacher NAME=FOLDER twice and --corpus")

@@ -9,7 +9,7 @@ like BERTurk, zh lower-cased like Google's chinese_L-12_H-768_A-12), trained on 
 full train split. What it runs (each stage is the project's own command line; a finished stage is
 skipped, so an interrupted run resumes; --stages picks stages):
 
-  teachers   python -m teacher_scoring.pretrain_teacher, one per language
+  teachers   python -m student.pretrain_teacher, one per language
   vocab      python -m vocab.build_union (the student vocabulary: the union)
   scoring    python -m beam_jobs.score_corpora on the student's transfer data (every
              --transfer_every-th train line: 10%, the paper's Table 3 disparity) and on the dev
@@ -125,7 +125,7 @@ def main() -> None:
             if os.path.exists(os.path.join(teachers[lang], "teacher.json")):
                 print(f"  teacher_{lang}: already there")
                 continue
-            run([python, "-m", "teacher_scoring.pretrain_teacher", f"--name=teacher_{lang}",
+            run([python, "-m", "student.pretrain_teacher", f"--name=teacher_{lang}",
                  f"--language={lang}", f"--input={train[lang]}",
                  f"--vocab_size={args.teacher_vocab_size}",
                  "--lower_case" if LOWER_CASE[lang] else "--nolower_case",

@@ -5,7 +5,7 @@ r"""A small-scale analogue of the paper's Student_similar (en, de, es, it), on .
 What it runs (each stage is the project's own command line; a finished stage is skipped, so an
 interrupted run resumes):
   * one teacher per language, each pretrained on that language's FULL train split with its own
-    WordPiece vocabulary (python -m teacher_scoring.pretrain_teacher), plus a bilingual en+de
+    WordPiece vocabulary (python -m student.pretrain_teacher), plus a bilingual en+de
     teacher (trained on both train splits, its own vocabulary) for the multi-teacher case;
   * the student's transfer data: a 10% subset of each language's train split (every 10th line),
     the paper's Table 3 data disparity; held-out data: the dev split (first --dev_lines lines);
@@ -98,7 +98,7 @@ def main() -> None:
             continue
         size = args.bilingual_vocab_size if name == "ende" else args.teacher_vocab_size
         languages = "en,de" if name == "ende" else name
-        run([python, "-m", "teacher_scoring.pretrain_teacher", f"--name=teacher_{name}",
+        run([python, "-m", "student.pretrain_teacher", f"--name=teacher_{name}",
              f"--language={languages.split(',')[0]}", f"--input={train[name]}",
              f"--vocab_size={size}",
              "--lower_case" if LOWER_CASE[name] else "--nolower_case",

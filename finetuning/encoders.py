@@ -1,7 +1,7 @@
 """The encoders fine-tuning starts from: a teacher (with its own tokenizer) or a student export
 (with the student's tokenizer), both as tf-models-official encoder networks.
 
-  * Teacher: any folder `teacher_scoring.loaders.load_teacher` reads. The BERT formats
+  * Teacher: any folder `teacher_scoring.teachers.loaders.load_teacher` reads. The BERT formats
     (google_bert_checkpoint, hf_folder, tfm_checkpoint) load into a tf-models
     `BertPretrainerV2`; its `encoder_network` (a `BertEncoder` / `BertEncoderV2`) is the
     encoder, `Teacher.tokenizer()` (a `TeacherTokenizer` over the teacher's own vocab and
@@ -141,7 +141,7 @@ def load_teacher_encoder(name: str | None, path: str) -> PretrainedEncoder:
     Raises:
       EncoderError / loaders.LoaderError: naming the path and the problem.
     """
-    from teacher_scoring.loaders import load_teacher  # pylint: disable=import-outside-toplevel
+    from teacher_scoring.teachers.loaders import load_teacher  # pylint: disable=import-outside-toplevel
 
     teacher = load_teacher(path, name=name)
     model = teacher.model
@@ -151,7 +151,7 @@ def load_teacher_encoder(name: str | None, path: str) -> PretrainedEncoder:
             "only the `mlm` function (logits at masked positions), no sequence output and no "
             "encoder to train, so it cannot be fine-tuned; give the teacher in a checkpoint "
             "format (google_bert_checkpoint, hf_folder or tfm_checkpoint; "
-            "teacher_scoring.export converts a tf-models BERT)")
+            "teacher_scoring.teachers.export converts a tf-models BERT)")
     encoder = model.encoder_network
     return PretrainedEncoder(
         name=teacher.name, kind=TEACHER, path=path, encoder=encoder,

@@ -34,7 +34,7 @@ setting differs). `--flagfile FILE` reads the flags from a file (one a line).
   seq_length (optional) S for this task (default --seq_length, else 256 / 128)
 
 --teacher LANG=PATH or LANG:NAME=PATH: a teacher folder of any BERT format
-(teacher_scoring.loaders), for the tasks of LANG (repeatable; several for one language are each
+(teacher_scoring.teachers.loaders), for the tasks of LANG (repeatable; several for one language are each
 fine-tuned, RDT averages over them). NAME defaults to the teacher.json name, else the folder name.
 --student NAME=EXPORT: a student export folder (student/train.py's model_dir/export).
 """
@@ -66,8 +66,8 @@ from finetuning import features as features_lib  # noqa: E402
 from finetuning import metrics as metrics_lib  # noqa: E402
 from finetuning import training  # noqa: E402
 from student.tokenizer import TokenizerError  # noqa: E402
-from teacher_scoring import manifest as manifest_lib  # noqa: E402
-from teacher_scoring.loaders import LoaderError  # noqa: E402
+from teacher_scoring.records import manifest as manifest_lib  # noqa: E402
+from teacher_scoring.teachers.loaders import LoaderError  # noqa: E402
 
 DEFAULT_SEQ_LENGTH = {"pos": 256, "ner": 256, "classification": 128}
 TASK_KEYS = ("name", "type", "language", "train", "dev", "test", "format", "seq_length")
@@ -165,7 +165,7 @@ def parse_task(value: str) -> TaskSpec:
 
 
 def _teacher_json_name(path: str) -> str | None:
-    from teacher_scoring import teacher as teacher_lib  # pylint: disable=import-outside-toplevel
+    from teacher_scoring.teachers import teacher as teacher_lib  # pylint: disable=import-outside-toplevel
     for candidate in (os.path.join(path, teacher_lib.TEACHER_JSON),
                       os.path.join(path, "assets", teacher_lib.TEACHER_JSON)):
         if tf.io.gfile.exists(candidate):
@@ -178,7 +178,7 @@ def _teacher_json_name(path: str) -> str | None:
 
 def parse_teacher(value: str) -> ModelSpec:
     """`LANG=PATH` or `LANG:NAME=PATH`."""
-    from teacher_scoring import teacher as teacher_lib  # pylint: disable=import-outside-toplevel
+    from teacher_scoring.teachers import teacher as teacher_lib  # pylint: disable=import-outside-toplevel
     key, sep, path = value.partition("=")
     if not sep or not key or not path:
         raise RunError(f"--teacher {value!r}: expected LANG=PATH or LANG:NAME=PATH")

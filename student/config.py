@@ -30,8 +30,7 @@ from official.modeling import optimization
 from official.modeling.hyperparams import params_dict
 from official.nlp.configs import encoders
 
-from teacher_scoring import record_schema
-
+from teacher_scoring.records import record_schema
 LAMBDA_SCHEDULES = ("constant", "linear")
 CORRUPT_SHARD_POLICIES = ("error", "skip")
 STRATEGIES = ("one_device", "mirrored", "tpu")

@@ -44,8 +44,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from teacher_scoring import cli_logging  # noqa: E402
-from teacher_scoring import manifest as manifest_lib  # noqa: E402
-from teacher_scoring import record_schema  # noqa: E402
+from teacher_scoring.records import manifest as manifest_lib  # noqa: E402
+from teacher_scoring.records import record_schema  # noqa: E402
 
 SAVED_MODEL_DIR = "saved_model"
 VOCAB_FILE = "vocab.txt"

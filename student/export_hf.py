@@ -29,7 +29,7 @@ student token i, or a placeholder WordPiece never produces), so a WordPiece toke
 yields student ids directly. Each language folder holds such a tokenizer, built with the Rust
 `tokenizers` library and saved as tokenizer.json (`tokenizer_class` "PreTrainedTokenizerFast",
 which `AutoTokenizer` loads in transformers 4 and 5). Its pipeline is the original (slow) BERT
-tokenizer's, which `teacher_scoring.tokenization.TeacherTokenizer` reproduces
+tokenizer's, which `teacher_scoring.examples.tokenization.TeacherTokenizer` reproduces
 (docs/tokenizer_parity.md): clean-up, NFC, for an uncased teacher `str.lower()`, NFD and removal
 of nonspacing marks, then whitespace, punctuation and CJK splitting and WordPiece, with every
 character class taken from Python's `unicodedata` (`build_hf_tokenizer`). transformers' own
@@ -78,10 +78,10 @@ from tokenizers.models import WordPiece  # noqa: E402
 from student import config as config_lib  # noqa: E402
 from student import model as model_lib  # noqa: E402
 from student import tokenizer as tokenizer_lib  # noqa: E402
-from teacher_scoring import export as teacher_export  # noqa: E402
-from teacher_scoring import tokenization  # noqa: E402
-from teacher_scoring.loaders import bert_mlm  # noqa: E402
-from teacher_scoring.loaders import hf_folder  # noqa: E402
+from teacher_scoring.teachers import export as teacher_export  # noqa: E402
+from teacher_scoring.examples import tokenization  # noqa: E402
+from teacher_scoring.teachers.loaders import bert_mlm  # noqa: E402
+from teacher_scoring.teachers.loaders import hf_folder  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -240,7 +240,7 @@ def _regex_class(codepoints) -> str:
 @functools.lru_cache(maxsize=None)
 def unicode_classes() -> dict[str, str]:
     """The character classes of BERT's basic tokenization, from Python's `unicodedata` (what the
-    slow BERT tokenizer and `teacher_scoring.tokenization` use), as regex classes:
+    slow BERT tokenizer and `teacher_scoring.examples.tokenization` use), as regex classes:
 
       removed      the clean-up deletes them: every `C*` character but tab, newline and carriage
                    return (control, format, unassigned, private use, surrogate), U+FFFD;

@@ -40,7 +40,7 @@ import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
 
 from student import tokenizer as tokenizer_lib  # noqa: E402
-from teacher_scoring.tokenization import MASK, SPECIAL_TOKENS  # noqa: E402
+from teacher_scoring.examples.tokenization import MASK, SPECIAL_TOKENS  # noqa: E402
 
 MASK_TEXT = MASK
 MODELS = ("saved_model", "checkpoint")

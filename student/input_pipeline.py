@@ -10,7 +10,7 @@ where n_l is the number of distinct examples of l in its manifest (`unique_examp
 mode each example has a copy per teacher, and counting copies would weight a language by its
 number of teachers; `all` and `best` shards of the same text thus get the same mixture);
 sampling is per example, so every batch mixes languages (paper Sec. 3.1, Step 4). Records are batched with drop_remainder (static shapes)
-and parsed with `teacher_scoring.record_schema.parse_batch` (the one reader of the layout).
+and parsed with `teacher_scoring.records.record_schema.parse_batch` (the one reader of the layout).
 
 Output features of one batch (B = per-replica batch size):
   input_word_ids, input_mask, input_type_ids   int32 [B, S]
@@ -43,8 +43,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from teacher_scoring import record_schema
-
+from teacher_scoring.records import record_schema
 from student import config as config_lib
 from student import losses
 from student import shard_sources

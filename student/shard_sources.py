@@ -1,7 +1,7 @@
 """Scored shard folders as the student reads them: manifests checked against the student config.
 
 One `LanguageSource` per `--shards LANG=DIR`: the folder's manifest (read and validated by
-`teacher_scoring.manifest`), the language's shard files and example count. `open_sources` refuses,
+`teacher_scoring.records.manifest`), the language's shard files and example count. `open_sources` refuses,
 before anything is built, every mismatch between a manifest and the run (naming the manifest file
 and the field): schema version, S, P, the vocabulary (sha256 and size of the student vocab.txt),
 and, when the KD term is used, teacher outputs present, k, logits dtype and `id_space == student`.
@@ -30,10 +30,9 @@ import re
 
 import tensorflow as tf
 
-from teacher_scoring import manifest as manifest_lib
-from teacher_scoring import record_schema
-from teacher_scoring import tokenization
-
+from teacher_scoring.records import manifest as manifest_lib
+from teacher_scoring.records import record_schema
+from teacher_scoring.examples import tokenization
 from student import config as config_lib
 
 VOCAB_FILENAME = "vocab.txt"

@@ -1,7 +1,7 @@
 r"""The student's tokenizer: raw text + its language -> the student ids it was trained on.
 
 The student never had a tokenizer of its own: the scoring job tokenized each language with that
-language's teacher (its vocab.txt and casing, `teacher_scoring.tokenization.TeacherTokenizer`)
+language's teacher (its vocab.txt and casing, `teacher_scoring.examples.tokenization.TeacherTokenizer`)
 and mapped the teacher ids to student ids (`vocab/union.py`'s `maps/<teacher>.npy`). At inference
 the same two steps must be repeated. This module does them in one: for every teacher it writes a
 *student-space vocabulary*, a list of `vocab_size` tokens where line `i` is
@@ -71,9 +71,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from teacher_scoring import manifest as manifest_lib
-from teacher_scoring import tokenization
-from teacher_scoring.tokenization import SPECIAL_TOKENS
+from teacher_scoring.records import manifest as manifest_lib
+from teacher_scoring.examples import tokenization
+from teacher_scoring.examples.tokenization import SPECIAL_TOKENS
 
 FORMAT_VERSION = 1
 TOKENIZER_DIRNAME = "tokenizer"

@@ -108,9 +108,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from student import config as config_lib  # pylint: disable=import-outside-toplevel
     from student import shard_sources  # pylint: disable=import-outside-toplevel
-    from teacher_scoring import manifest  # pylint: disable=import-outside-toplevel
+    from teacher_scoring.records import manifest  # pylint: disable=import-outside-toplevel
     from student import tokenizer as tokenizer_lib  # pylint: disable=import-outside-toplevel
-    from teacher_scoring import tokenization  # pylint: disable=import-outside-toplevel
+    from teacher_scoring.examples import tokenization  # pylint: disable=import-outside-toplevel
     from student import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
     try:
         run()

@@ -18,7 +18,7 @@ import pytest
 
 from beam_jobs import job_config
 from student import config as student_config
-from teacher_scoring.loaders import common as loader_common
+from teacher_scoring.teachers.loaders import common as loader_common
 from tests.conftest import REPO_ROOT
 
 CONFIGS = REPO_ROOT / "configs"
@@ -220,7 +220,7 @@ def test_readme_walkthrough_names_what_the_configs_name():
         return path.replace("gs://BUCKET/", "gs://$BUCKET/")
 
     # 0. The teacher checked is one of the job's.
-    checked = command(".venv/bin/python -m teacher_scoring.loaders")[0].split()[3]
+    checked = command(".venv/bin/python -m teacher_scoring.teachers.loaders")[0].split()[3]
     assert checked in {local(t.path) for t in job.teachers.values()}
     # 1. The union is built from exactly the job's teachers, under the job's names.
     build = command(".venv/bin/python -m vocab.build_union")[0]

@@ -2,7 +2,7 @@ r"""Trains a teacher-style WordPiece vocabulary (BERT's vocab.txt format) from t
 
 Uses the `tokenizers` package's WordPiece trainer with BERT's normalisation and
 pre-tokenisation (whitespace/punctuation split, CJK characters split, optional lower-casing with
-accent stripping), so the vocabulary fits `teacher_scoring.tokenization.TeacherTokenizer` with
+accent stripping), so the vocabulary fits `teacher_scoring.examples.tokenization.TeacherTokenizer` with
 the same casing.
 
 The output puts the special tokens first, at BERT's conventional ids: [PAD]=0, [UNK]=1, [CLS]=2,
@@ -20,7 +20,7 @@ import glob
 from absl import app, flags, logging
 import tensorflow as tf
 
-from teacher_scoring.tokenization import SPECIAL_TOKENS, clean_text
+from teacher_scoring.examples.tokenization import SPECIAL_TOKENS, clean_text
 
 FLAGS = flags.FLAGS
 

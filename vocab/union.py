@@ -8,7 +8,7 @@ per-teacher map.
 Layout of the student vocabulary (`StudentVocab.tokens`, id = index):
 
   * ids 0-4 are fixed: `[PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4`
-    (`teacher_scoring.tokenization.SPECIAL_TOKENS`), whatever ids the teachers give them;
+    (`teacher_scoring.examples.tokenization.SPECIAL_TOKENS`), whatever ids the teachers give them;
   * then every other token exactly once, in first-seen order: teachers in the order given, each
     teacher's tokens in its own id order. A token several teachers share keeps the id of its
     first occurrence;
@@ -58,8 +58,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from teacher_scoring.manifest import sha256_of_tokens
-from teacher_scoring.tokenization import (CLS, MASK, SEP, SPECIAL_TOKENS, UNK, VocabError,
+from teacher_scoring.records.manifest import sha256_of_tokens
+from teacher_scoring.examples.tokenization import (CLS, MASK, SEP, SPECIAL_TOKENS, UNK, VocabError,
                                           read_vocab)
 
 FORMAT_VERSION = 1
@@ -72,7 +72,7 @@ REPORT_MD_FILENAME = "report.md"
 # The student's fixed special ids: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
 SPECIAL_IDS = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
 NUM_SPECIAL = len(SPECIAL_TOKENS)
-# Special tokens every teacher must have (teacher_scoring.tokenization.read_vocab requires them).
+# Special tokens every teacher must have (teacher_scoring.examples.tokenization.read_vocab requires them).
 REQUIRED_TEACHER_TOKENS = (UNK, CLS, SEP, MASK)
 NO_STUDENT_ID = -1
 

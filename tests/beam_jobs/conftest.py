@@ -45,8 +45,8 @@ class Workspace:
 def make_teacher(path, fmt, vocab, lower_case, languages, name, hidden=32, layers=2,
                  max_positions=S, seed=0, initializer_range=1.0):
     """Builds a random tiny BERT MLM over `vocab` and exports it in format `fmt`."""
-    from teacher_scoring import export
-    from teacher_scoring.loaders import bert_mlm
+    from teacher_scoring.teachers import export
+    from teacher_scoring.teachers.loaders import bert_mlm
 
     tf.keras.utils.set_random_seed(seed)
     config = bert_mlm.BertMLMConfig(

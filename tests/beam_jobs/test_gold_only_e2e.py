@@ -20,10 +20,11 @@ import tensorflow as tf
 
 from beam_jobs import job_config, output, pipeline
 from beam_jobs.teacher_model_handler import LoadedTeacher, TeacherModelHandler
-from teacher_scoring import manifest as manifest_lib
-from teacher_scoring import record_schema, scoring
-from teacher_scoring.teacher import Teacher
-from teacher_scoring.tokenization import TeacherTokenizer
+from teacher_scoring.records import manifest as manifest_lib
+from teacher_scoring.records import record_schema
+from teacher_scoring.teachers import scoring
+from teacher_scoring.teachers.teacher import Teacher
+from teacher_scoring.examples.tokenization import TeacherTokenizer
 from vocab.union import StudentVocab
 
 pytestmark = pytest.mark.slow
@@ -216,8 +217,7 @@ def test_nan_and_float16_overflowing_scores_go_to_the_dead_letters(workspace, tm
 
 def test_a_teacher_whose_logits_never_fit_float16_is_refused_before_the_run(workspace, tmp_path,
                                                                           monkeypatch):
-    from teacher_scoring import loaders
-
+    from teacher_scoring.teachers import loaders
     real_load = loaders.load_teacher
 
     def load_huge(*args, **kwargs):

@@ -117,7 +117,7 @@ def test_bundled_configs_load():
 
 
 def test_teacher_formats_are_the_loaders_formats():
-    from teacher_scoring.loaders import FORMATS
+    from teacher_scoring.teachers.loaders import FORMATS
     assert set(job_config.TEACHER_FORMATS) == set(FORMATS) | {"auto"}
 
 

@@ -10,9 +10,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs.read_corpus import ReadCorpus, _BlankLineSource
-from teacher_scoring import documents
-
-
+from teacher_scoring.examples import documents
 def _corpus(path, seed=0, num_documents=60):
     """A blank-line corpus with irregular gaps (none to three blank lines, some with spaces or
     CR), CRLF lines, and long and short lines; returns the expected documents."""

@@ -16,11 +16,12 @@ import tensorflow as tf
 from beam_jobs import job_config, output, pipeline
 from beam_jobs.build_examples import masking_config
 from beam_jobs.teacher_model_handler import TeacherModelHandler
-from teacher_scoring import create_examples as create_examples_lib
-from teacher_scoring import manifest as manifest_lib
-from teacher_scoring import record_schema, scoring
-from teacher_scoring.loaders import load_teacher
-from teacher_scoring.tokenization import TeacherTokenizer
+from teacher_scoring.examples import create_examples as create_examples_lib
+from teacher_scoring.records import manifest as manifest_lib
+from teacher_scoring.records import record_schema
+from teacher_scoring.teachers import scoring
+from teacher_scoring.teachers.loaders import load_teacher
+from teacher_scoring.examples.tokenization import TeacherTokenizer
 from vocab.union import StudentVocab
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from beam_jobs.teacher_model_handler import ScoringFailure, TeacherModelHandler, TeacherScores
-from teacher_scoring import record_schema
+from teacher_scoring.records import record_schema
 from tests.beam_jobs.conftest import K, P, S
 from tests.conftest import demo_lines
 
@@ -105,7 +105,7 @@ def _faulty_teacher(vocab):
     0 normal, 1 NaN everywhere, 2 logits of +-1e5 and 2e5 (beyond float16's 65504)."""
     import tensorflow as tf
 
-    from teacher_scoring.teacher import Teacher
+    from teacher_scoring.teachers.teacher import Teacher
 
     def mlm_fn(input_word_ids, input_mask, input_type_ids, masked_lm_positions):
         del input_mask
@@ -120,8 +120,7 @@ def _faulty_teacher(vocab):
 @pytest.mark.parametrize("logits_dtype", ["float16", "float32"])
 def test_nan_and_overflowing_logits_become_failures_with_their_reason(workspace, logits_dtype):
     from beam_jobs.teacher_model_handler import LoadedTeacher
-    from teacher_scoring import scoring
-
+    from teacher_scoring.teachers import scoring
     _, _, _, vocab, _ = workspace.teachers["en_a"]
     teacher = _faulty_teacher(vocab)
     loaded = LoadedTeacher(teacher, scoring.make_score_fn(teacher, top_k=K))

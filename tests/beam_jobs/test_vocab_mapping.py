@@ -7,7 +7,7 @@ import pytest
 
 from beam_jobs import vocab_mapping
 from beam_jobs.vocab_mapping import MappingError, map_to_student
-from teacher_scoring import record_schema
+from teacher_scoring.records import record_schema
 from vocab.union import StudentVocab
 
 S, P, K = 12, 4, 3

@@ -53,7 +53,7 @@ def write_token_label(path: pathlib.Path, sentences: list[list[tuple[str, str]]]
 
 def random_bert_mlm(vocab_size: int, seed: int = 0, hidden_act: str = "gelu"):
     """A tiny tf-models BertPretrainerV2 (random weights, every variable non-trivial)."""
-    from teacher_scoring.loaders import bert_mlm
+    from teacher_scoring.teachers.loaders import bert_mlm
 
     config = bert_mlm.BertMLMConfig(vocab_size=vocab_size, hidden_act=hidden_act, **TINY)
     model = bert_mlm.build_bert_mlm(config)
@@ -71,8 +71,7 @@ def make_teacher(folder: pathlib.Path, language: str, format_name: str = "tfm_ch
                  hidden_act: str = "gelu") -> str:
     """A tiny random teacher folder in `format_name` with a WordPiece vocab trained on the
     bundled demo text of `language` (`hidden_act`: a bert_mlm activation name)."""
-    from teacher_scoring import export
-
+    from teacher_scoring.teachers import export
     vocab = trained_vocab(language, vocab_size, lower_case=lower_case)
     model = random_bert_mlm(len(vocab), seed, hidden_act)
     writers = {"tfm_checkpoint": export.export_tfm_checkpoint,

@@ -10,8 +10,8 @@ import tensorflow as tf
 
 from finetuning import encoders
 from student import tokenizer as tokenizer_lib
-from teacher_scoring import export as teacher_export
-from teacher_scoring.loaders import load_teacher
+from teacher_scoring.teachers import export as teacher_export
+from teacher_scoring.teachers.loaders import load_teacher
 from tests.conftest import demo_lines
 from tests.finetuning import fixtures
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from finetuning import data, features
-from teacher_scoring.tokenization import TeacherTokenizer
+from teacher_scoring.examples.tokenization import TeacherTokenizer
 from tests.conftest import trained_vocab
 from tests.finetuning.fixtures import BOUN, EWT
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from finetuning import data, features, training
-from teacher_scoring.tokenization import TeacherTokenizer
+from teacher_scoring.examples.tokenization import TeacherTokenizer
 from tests.conftest import trained_vocab
 from tests.finetuning.fixtures import EWT, random_bert_mlm
 

@@ -1,7 +1,7 @@
 """Test helpers: a student vocab.txt and scored shard folders written through the real schema.
 
-Shards are written with `teacher_scoring.record_schema.serialize` and described by a
-`teacher_scoring.manifest.Manifest` (write_manifest), exactly as the scoring job does, so the
+Shards are written with `teacher_scoring.records.record_schema.serialize` and described by a
+`teacher_scoring.records.manifest.Manifest` (write_manifest), exactly as the scoring job does, so the
 student reads them through the same code path as production data. Ids and logits are random.
 """
 
@@ -12,10 +12,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from teacher_scoring import manifest as manifest_lib
-from teacher_scoring import record_schema
-from teacher_scoring import tokenization
-
+from teacher_scoring.records import manifest as manifest_lib
+from teacher_scoring.records import record_schema
+from teacher_scoring.examples import tokenization
 NUM_SPECIAL = 5  # [PAD] [UNK] [CLS] [SEP] [MASK]
 
 

@@ -11,8 +11,8 @@ from student import config as config_lib
 from student import evaluate as evaluate_lib
 from student import export as export_lib
 from student import model as model_lib
-from teacher_scoring import manifest as manifest_lib
-from teacher_scoring import record_schema
+from teacher_scoring.records import manifest as manifest_lib
+from teacher_scoring.records import record_schema
 from tests.conftest import REPO_ROOT
 from tests.student import shard_fixtures
 

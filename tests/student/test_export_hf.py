@@ -218,8 +218,7 @@ def test_each_teachers_tokenizer_matches_on_every_language_cased_and_uncased(stu
     nonspacing vowel signs but keeps the spacing ones, Mc)."""
     import transformers
 
-    from teacher_scoring import tokenization
-
+    from teacher_scoring.examples import tokenization
     tokenizer = student["tokenizer"]
     described = _tokenizer_folders(student["output_dir"])
     folder_of = {}
@@ -342,7 +341,7 @@ def test_hf_tokenizer_keeps_the_nfc_step_that_transformers_bert_tokenizer_drops(
     the project's ids; transformers' BertTokenizer (no NFC in its normalizer) does not."""
     import transformers
 
-    from teacher_scoring import tokenization
+    from teacher_scoring.examples import tokenization
     from vocab.train_wordpiece import train_wordpiece
 
     lines = udhr_lines("hi")
@@ -367,9 +366,9 @@ def test_hf_tokenizer_equals_the_project_tokenizer_on_every_code_point(tmp_path,
     transformers' BertTokenizer (Rust tables, no NFC) differs on many of these texts."""
     import transformers
 
-    from teacher_scoring import tokenization
-    from teacher_scoring import tokenizer_parity
-    from tests.teacher_scoring.test_tokenization import EDGE_CASES
+    from teacher_scoring.examples import tokenization
+    from teacher_scoring.examples import tokenizer_parity
+    from tests.teacher_scoring.examples.test_tokenization import EDGE_CASES
 
     texts = tokenizer_parity.code_point_probe_texts(astral_step=61)
     texts += EDGE_CASES + ["ΑΣ'Α ΑΣ' Α'Σ ʰΣ AʰΣ ΣΑΣ ΆΣ 1Σ"]  # more final-sigma contexts

@@ -184,7 +184,7 @@ def test_nan_teacher_logits_stop_the_stream(tmp_path, student_vocab):
 
 def _as_copies_mode(folder, copies_mode, unique_examples):
     """Rewrites a fixture folder's manifest as written by the scoring job in `copies_mode`."""
-    from teacher_scoring import manifest as manifest_lib
+    from teacher_scoring.records import manifest as manifest_lib
     manifest = manifest_lib.read_manifest(folder)
     manifest.copies_mode = copies_mode
     for entry in manifest.languages.values():

@@ -6,8 +6,8 @@ import pytest
 
 from student import config as config_lib
 from student import shard_sources
-from teacher_scoring import manifest as manifest_lib
-from teacher_scoring import tokenization
+from teacher_scoring.records import manifest as manifest_lib
+from teacher_scoring.examples import tokenization
 from tests.student import shard_fixtures
 from tests.student.conftest import TINY_CONFIG, make_shards
 

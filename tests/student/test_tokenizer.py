@@ -17,9 +17,9 @@ from student import config as config_lib
 from student import export as export_lib
 from student import tokenizer as tokenizer_lib
 from student.tokenizer import StudentTokenizer, TeacherSpec, TokenizerError
-from teacher_scoring import manifest as manifest_lib
-from teacher_scoring import segmentation
-from teacher_scoring.tokenization import SPECIAL_TOKENS, TeacherTokenizer, clean_text
+from teacher_scoring.records import manifest as manifest_lib
+from teacher_scoring.examples import segmentation
+from teacher_scoring.examples.tokenization import SPECIAL_TOKENS, TeacherTokenizer, clean_text
 from tests.conftest import (DEMO_LANGUAGES, REPO_ROOT, demo_lines, trained_vocab, udhr_lines)
 from vocab.train_wordpiece import train_wordpiece
 from vocab.union import StudentVocab
@@ -420,8 +420,8 @@ def _job_examples(language, tokenizers, vocab, documents):
     (`vocab_mapping.map_to_student`). tests/beam_jobs/test_score_corpora_e2e.py checks that the
     job's shards hold exactly these. Top-k fields are placeholders (no teacher model runs)."""
     from beam_jobs import vocab_mapping  # pylint: disable=import-outside-toplevel
-    from teacher_scoring import create_examples  # pylint: disable=import-outside-toplevel
-    from teacher_scoring.masking import MaskingConfig  # pylint: disable=import-outside-toplevel
+    from teacher_scoring.examples import create_examples  # pylint: disable=import-outside-toplevel
+    from teacher_scoring.examples.masking import MaskingConfig  # pylint: disable=import-outside-toplevel
 
     config = MaskingConfig(seq_length=64, max_predictions_per_seq=10, whole_word_masking=True,
                            seed=1234)

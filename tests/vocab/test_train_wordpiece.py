@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from teacher_scoring.tokenization import SPECIAL_TOKENS, TeacherTokenizer, read_vocab
+from teacher_scoring.examples.tokenization import SPECIAL_TOKENS, TeacherTokenizer, read_vocab
 from tests.conftest import REPO_ROOT, demo_lines, trained_vocab
 from vocab.train_wordpiece import train_wordpiece
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from teacher_scoring.manifest import sha256_of_tokens
-from teacher_scoring.tokenization import SPECIAL_TOKENS, read_vocab
+from teacher_scoring.records.manifest import sha256_of_tokens
+from teacher_scoring.examples.tokenization import SPECIAL_TOKENS, read_vocab
 from tests.conftest import trained_vocab
 from tests.vocab.conftest import BERT_NAME
 from vocab import union
@@ -160,7 +160,7 @@ def test_map_ids_is_vectorised_and_matches_the_map(teachers, student):
         want = np.vectorize(lambda i, n=name: student.maps[n][i])(ids)
         np.testing.assert_array_equal(got, want)
     # Real text: a teacher's tokenization mapped to student ids spells the same tokens.
-    from teacher_scoring.tokenization import TeacherTokenizer
+    from teacher_scoring.examples.tokenization import TeacherTokenizer
     tokenizer = TeacherTokenizer(teachers["de"], lower_case=False)
     teacher_ids = np.array(tokenizer.tokenize(["Alle Menschen sind frei und gleich."])[0])
     student_ids = student.map_ids("de", teacher_ids)

@@ -1,0 +1,1 @@
+"""Text -> segments -> masked examples: tokenization, documents, segmentation, masking."""

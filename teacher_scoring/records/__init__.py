@@ -1,0 +1,1 @@
+"""The scored-shard contract shared with the student: record schema and manifest."""

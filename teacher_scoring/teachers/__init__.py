@@ -1,0 +1,1 @@
+"""Teacher models: the Teacher interface, loaders of the four formats, exporters, scoring."""
