@@ -38,6 +38,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from run_demo import banner, run, write_scoring_config  # noqa: E402  pylint: disable=wrong-import-position
+from experiments.reproduce_similar import read_lines, write_lines  # noqa: E402  pylint: disable=wrong-import-position
 
 LANGUAGES = ("en", "tr", "zh")
 LOWER_CASE = {"en": True, "tr": False, "zh": True}
@@ -54,18 +55,6 @@ TASKS = {
     "ner_tr": ("ner", "ner", "tr", "ner/tr_news-train.tsv", "ner/tr_news-dev.tsv"),
     "ner_zh": ("ner", "ner", "zh", "ner/zh_pku-train.tsv", "ner/zh_pku-dev.tsv"),
 }
-
-
-def _lines(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        return [line for line in f.read().split("\n") if line.strip()]
-
-
-def _write(path: str, lines: list[str]) -> str:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
 
 
 def main() -> None:
@@ -110,11 +99,11 @@ def main() -> None:
         train[lang] = os.path.abspath(os.path.join(args.corpora, "train", f"{lang}.txt"))
         if not os.path.exists(train[lang]):
             sys.exit(f"{train[lang]} is missing: --corpora must point at shared/corpora")
-        lines = _lines(train[lang])
-        transfer[lang] = _write(os.path.join(ws, "corpora", lang, "transfer.txt"),
+        lines = read_lines(train[lang])
+        transfer[lang] = write_lines(os.path.join(ws, "corpora", lang, "transfer.txt"),
                                 lines[::args.transfer_every])
-        dev_lines = _lines(os.path.join(args.corpora, "dev", f"{lang}.txt"))[:args.dev_lines]
-        dev[lang] = _write(os.path.join(ws, "corpora", lang, "dev.txt"), dev_lines)
+        dev_lines = read_lines(os.path.join(args.corpora, "dev", f"{lang}.txt"))[:args.dev_lines]
+        dev[lang] = write_lines(os.path.join(ws, "corpora", lang, "dev.txt"), dev_lines)
         print(f"  {lang}: teacher {len(lines)} lines, transfer "
               f"{len(lines[::args.transfer_every])}, dev {len(dev_lines)}")
 
@@ -156,7 +145,7 @@ def main() -> None:
                    for lang in LANGUAGES):
                 print(f"  {split}: already there")
                 continue
-            config_path = _write(os.path.join(ws, "configs", f"scoring_{split}.yaml"), [])
+            config_path = write_lines(os.path.join(ws, "configs", f"scoring_{split}.yaml"), [])
             write_scoring_config(config_path, vocab_dir, scored[split], corpora, members, mode,
                                  SEQ_LENGTH, MAX_PREDICTIONS, seed)
             run([python, "-m", "beam_jobs.score_corpora", f"--config={config_path}",

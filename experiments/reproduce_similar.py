@@ -40,12 +40,12 @@ LOWER_CASE = {"en": True, "de": False, "es": True, "it": False, "ende": False}
 SEQ_LENGTH, MAX_PREDICTIONS, SEED = 64, 10, 12345
 
 
-def _lines(path: str) -> list[str]:
+def read_lines(path: str) -> list[str]:
     with open(path, encoding="utf-8") as f:
         return [line for line in f.read().split("\n") if line.strip()]
 
 
-def _write(path: str, lines: list[str]) -> str:
+def write_lines(path: str, lines: list[str]) -> str:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
@@ -77,17 +77,17 @@ def main() -> None:
         train[lang] = os.path.abspath(os.path.join(args.corpora, "train", f"{lang}.txt"))
         if not os.path.exists(train[lang]):
             sys.exit(f"{train[lang]} is missing: --corpora must point at shared/corpora")
-        lines = _lines(train[lang])
-        transfer[lang] = _write(os.path.join(ws, "corpora", lang, "transfer.txt"),
+        lines = read_lines(train[lang])
+        transfer[lang] = write_lines(os.path.join(ws, "corpora", lang, "transfer.txt"),
                                 lines[::args.transfer_every])
-        dev[lang] = _write(os.path.join(ws, "corpora", lang, "dev.txt"),
-                           _lines(os.path.join(args.corpora, "dev", f"{lang}.txt"))
+        dev[lang] = write_lines(os.path.join(ws, "corpora", lang, "dev.txt"),
+                           read_lines(os.path.join(args.corpora, "dev", f"{lang}.txt"))
                            [:args.dev_lines])
         print(f"  {lang}: teacher {len(lines)} lines, transfer "
-              f"{len(lines[::args.transfer_every])}, dev {min(args.dev_lines, len(_lines(dev[lang])))}")
-    en, de = _lines(train["en"]), _lines(train["de"])
+              f"{len(lines[::args.transfer_every])}, dev {min(args.dev_lines, len(read_lines(dev[lang])))}")
+    en, de = read_lines(train["en"]), read_lines(train["de"])
     ende = [line for pair in zip(en, de) for line in pair] + en[len(de):] + de[len(en):]
-    train["ende"] = _write(os.path.join(ws, "corpora", "ende", "train.txt"), ende)
+    train["ende"] = write_lines(os.path.join(ws, "corpora", "ende", "train.txt"), ende)
 
     banner("teachers: one per language on its full train split, plus a bilingual en+de one")
     teachers = {}
@@ -136,7 +136,7 @@ def main() -> None:
                for lang in LANGUAGES):
             print(f"  {name}: already there")
             continue
-        config_path = _write(os.path.join(ws, "configs", f"{name}.yaml"), [])
+        config_path = write_lines(os.path.join(ws, "configs", f"{name}.yaml"), [])
         write_scoring_config(config_path, vocabs[kind], scored[name], corpora, members, mode,
                              SEQ_LENGTH, MAX_PREDICTIONS, seed)
         run([python, "-m", "beam_jobs.score_corpora", f"--config={config_path}", "--overwrite",
