@@ -12,7 +12,7 @@ function `BuildMaskedExamples` runs), for every copy of every example:
     back with the job's document reader; the segmenter packs a document's lines into sequences
     of up to S - 2 pieces, never across documents. `--short_seq_prob` as in the job config.
 
-The corpora are `/work/shared/corpora/train/<lang>.txt` (first `--lines` lines of each; one
+The corpora are `../shared/corpora/train/<lang>.txt` beside the clone (`--corpora`) (first `--lines` lines of each; one
 paragraph a line, interleaved from several sources: the files have no document structure, so a
 "document" here is a run of consecutive lines). Every language gets the two teachers of a
 two-teacher language: WordPiece vocabularies trained on the union of the samples, one cased
@@ -43,7 +43,9 @@ import numpy as np
 FLAGS = flags.FLAGS
 LANGUAGES = ("ar", "de", "en", "es", "fi", "fr", "hi", "it", "tr", "zh")
 
-flags.DEFINE_string("corpora", "/work/shared/corpora/train", "Folder of <lang>.txt files.")
+flags.DEFINE_string("corpora", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                         "..", "shared", "corpora", "train"),
+                    "Folder of <lang>.txt files (default: ../shared/corpora/train beside the clone).")
 flags.DEFINE_list("languages", list(LANGUAGES), "Languages to measure.")
 flags.DEFINE_integer("lines", 2048, "Lines (paragraphs) read from the start of each file.")
 flags.DEFINE_list("seq_lengths", ["128", "512"], "Values of S.")

@@ -20,7 +20,7 @@ has no masked piece under a seed are left out (the job drops such copies).
 
     .venv/bin/python experiments/best_copy_stability.py --language en \
         --teacher en_cased=/tmp/teachers/en_cased --teacher en_uncased=/tmp/teachers/en_uncased \
-        --corpus /work/shared/corpora/dev/en.txt --seq_length 64 --max_predictions_per_seq 10
+        --corpus ../shared/corpora/dev/en.txt --seq_length 64 --max_predictions_per_seq 10
 
 Use trained teachers (e.g. `python -m student.pretrain_teacher`): with random ones the
 losses say nothing about the text.

@@ -57,8 +57,6 @@ from absl import app, flags, logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
-# results imports student.evaluate (for its rdt), which defines --student, --output_dir,
-# --batch_size and --shards at import; the flags below of the same names replace them.
 from finetuning import results as results_lib  # noqa: E402
 from finetuning import data as data_lib  # noqa: E402
 from finetuning import encoders as encoders_lib  # noqa: E402
@@ -516,18 +514,17 @@ def run(tasks: Sequence[TaskSpec], teachers: Sequence[ModelSpec],
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", None, "OUT: results.json/.md/.png and runs/ (resumable).",
-                    allow_override=True)
+flags.DEFINE_string("output_dir", None, "OUT: results.json/.md/.png and runs/ (resumable).")
 flags.DEFINE_multi_string("task", [], "name=...,type=pos|ner|classification,language=...,"
                           "train=FILE,dev=FILE[,test=FILE][,format=conllu|tsv][,seq_length=S]; "
                           "repeatable.")
 flags.DEFINE_multi_string("teacher", [], "LANG=PATH or LANG:NAME=PATH of a teacher folder; "
                           "repeatable.")
 flags.DEFINE_multi_string("student", [], "NAME=EXPORT_FOLDER of a student export "
-                          "(model_dir/export); repeatable.", allow_override=True)
+                          "(model_dir/export); repeatable.")
 flags.DEFINE_integer("seeds", 3, "Number of seeds (1..N); mean and std are reported.")
 flags.DEFINE_integer("epochs", 10, "Training epochs (paper Table 7: 10).")
-flags.DEFINE_integer("batch_size", 32, "Training batch size (Table 7: 32).", allow_override=True)
+flags.DEFINE_integer("batch_size", 32, "Training batch size (Table 7: 32).")
 flags.DEFINE_float("learning_rate", 3e-5, "Peak learning rate (Table 7: 3e-5).")
 flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of the steps with linear warm-up (Table 7).")
 flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (BERT: 0.01).")
@@ -548,8 +545,6 @@ def main(argv):
     tf.get_logger().setLevel("ERROR")
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
-    if "shards" in FLAGS and FLAGS["shards"].present:
-        raise app.UsageError("--shards belongs to student/evaluate.py, not to finetuning.run")
     start = time.monotonic()
     try:
         tasks = [parse_task(v) for v in FLAGS.task]

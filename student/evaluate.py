@@ -356,12 +356,17 @@ def parse_pairs(values: list[str], flag: str) -> dict[str, str]:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("shards", [], "LANGUAGE=FOLDER of held-out scored shards "
-                          "(copies_mode all); repeat per language.")
-flags.DEFINE_multi_string("student", [], "NAME=EXPORT_FOLDER of a trained student, or "
-                          "NAME=MODEL_DIR@STEP for its checkpoint at STEP; repeatable.")
-flags.DEFINE_string("output_dir", None, "Where evaluation.json/.md/.png go.")
-flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
+
+
+def define_flags() -> None:
+    """The command's flags; defined only when it runs, so importing this module (for `rdt`,
+    `evaluate`, ...) adds no flags to another program."""
+    flags.DEFINE_multi_string("shards", [], "LANGUAGE=FOLDER of held-out scored shards "
+                              "(copies_mode all); repeat per language.")
+    flags.DEFINE_multi_string("student", [], "NAME=EXPORT_FOLDER of a trained student, or "
+                              "NAME=MODEL_DIR@STEP for its checkpoint at STEP; repeatable.")
+    flags.DEFINE_string("output_dir", None, "Where evaluation.json/.md/.png go.")
+    flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
 
 
 def main(argv):
@@ -382,4 +387,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
