@@ -67,7 +67,9 @@ def main() -> None:
                         help=f"comma-separated subset of {','.join(STAGES)}")
     parser.add_argument("--teacher_config", default="configs/teacher/demo.yaml")
     parser.add_argument("--student_config", default="configs/student/demo.yaml")
-    parser.add_argument("--teacher_steps", type=int, default=3000)
+    parser.add_argument("--teacher_steps", type=int, default=6000)
+    parser.add_argument("--teacher_curve_points", type=int, default=12,
+                        help="checkpoints kept along each teacher's run for its held-out curve")
     parser.add_argument("--student_steps", type=int, default=3000)
     parser.add_argument("--teacher_vocab_size", type=int, default=8000)
     parser.add_argument("--transfer_every", type=int, default=10,
@@ -108,6 +110,7 @@ def main() -> None:
               f"{len(lines[::args.transfer_every])}, dev {len(dev_lines)}")
 
     teachers = {lang: os.path.join(ws, "teachers", f"teacher_{lang}") for lang in LANGUAGES}
+    teacher_every = max(1, args.teacher_steps // args.teacher_curve_points)
     if "teachers" in stages:
         banner("teachers: one per language on its full train split, its own vocab and casing")
         for lang in LANGUAGES:
@@ -119,7 +122,9 @@ def main() -> None:
                  f"--vocab_size={args.teacher_vocab_size}",
                  "--lower_case" if LOWER_CASE[lang] else "--nolower_case",
                  f"--config_file={args.teacher_config}",
-                 f"--params_override=train.steps={args.teacher_steps}",
+                 f"--params_override=train.steps={args.teacher_steps},"
+                 f"train.checkpoint_interval={teacher_every},"
+                 f"train.max_checkpoints_to_keep={args.teacher_curve_points + 1}",
                  f"--work_dir={os.path.join(ws, 'teacher_work', lang)}",
                  f"--output_dir={teachers[lang]}", f"--seed={SEED}", "--overwrite"],
                 os.path.join(logs, f"teacher_{lang}.log"))
