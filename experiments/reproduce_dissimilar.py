@@ -67,8 +67,8 @@ def main() -> None:
                         help=f"comma-separated subset of {','.join(STAGES)}")
     parser.add_argument("--teacher_config", default="configs/teacher/demo.yaml")
     parser.add_argument("--student_config", default="configs/student/demo.yaml")
-    parser.add_argument("--teacher_steps", type=int, default=6000)
-    parser.add_argument("--teacher_curve_points", type=int, default=12,
+    parser.add_argument("--teacher_steps", type=int, default=10000)
+    parser.add_argument("--teacher_curve_points", type=int, default=10,
                         help="checkpoints kept along each teacher's run for its held-out curve")
     parser.add_argument("--student_steps", type=int, default=3000)
     parser.add_argument("--teacher_vocab_size", type=int, default=8000)
