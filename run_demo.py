@@ -133,8 +133,15 @@ def masked_sentence(language: str, dev_path: str, max_words: int = 20) -> tuple[
 def write_scoring_config(path: str, vocab_dir: str, output_dir: str, corpora: dict[str, str],
                          teachers: dict[str, tuple[str, list[str]]], copies_mode: str,
                          seq_length: int, max_predictions: int, seed: int,
-                         num_shards: int = 2) -> None:
-    """Writes a scoring-job YAML (configs/scoring/ format); teachers: name -> (path, languages)."""
+                         num_shards: int = 2,
+                         tokenizer_teachers: dict[str, str] | None = None,
+                         logits_dtype: str = "float16") -> None:
+    """Writes a scoring-job YAML (configs/scoring/ format); teachers: name -> (path, languages).
+
+    tokenizer_teachers: gold-only language -> the teacher whose tokenizer cuts its text (the
+    language has no teacher; its examples carry no teacher outputs).
+    """
+    tokenizer_teachers = tokenizer_teachers or {}
     lines = [
         "# Written by run_demo.py.",
         f"student_vocab: {vocab_dir}",
@@ -145,13 +152,15 @@ def write_scoring_config(path: str, vocab_dir: str, output_dir: str, corpora: di
         "masked_lm_prob: 0.15",
         "whole_word_masking: false",
         f"seed: {seed}",
-        "logits_dtype: float16",
+        f"logits_dtype: {logits_dtype}",
         "compression: GZIP",
         f"copies_mode: {copies_mode}",
         "inference_batch_size: 64",
         "languages:",
     ]
-    lines += [f"  {lang}: {{corpus: [{corpus}], num_shards: {num_shards}}}"
+    lines += [f"  {lang}: {{corpus: [{corpus}], num_shards: {num_shards}"
+              + (f", tokenizer_teacher: {tokenizer_teachers[lang]}}}"
+                 if lang in tokenizer_teachers else "}")
               for lang, corpus in corpora.items()]
     lines.append("teachers:")
     lines += [f"  {name}: {{format: auto, path: {teacher_dir}, languages: [{', '.join(langs)}]}}"

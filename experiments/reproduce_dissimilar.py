@@ -1,4 +1,4 @@
-r"""A small-scale analogue of the paper's Student_dissimilar on the languages with labelled data.
+r"""The paper's Table 2 at small scale: a Student_dissimilar analogue on en, tr, zh (+ gold-only de).
 
   python experiments/reproduce_dissimilar.py [--workspace workspace/reproduce_dissimilar]
       [--corpora path/to/shared/corpora] [--downstream path/to/shared/downstream]
@@ -6,24 +6,39 @@ r"""A small-scale analogue of the paper's Student_dissimilar on the languages wi
 Languages en, tr, zh (three families, as the paper's Student_dissimilar), one monolingual teacher
 each with its own WordPiece vocabulary and casing (en uncased like bert-base-uncased, tr cased
 like BERTurk, zh lower-cased like Google's chinese_L-12_H-768_A-12), trained on that language's
-full train split. What it runs (each stage is the project's own command line; a finished stage is
-skipped, so an interrupted run resumes; --stages picks stages):
+full train split; and one language with no teacher (de, paper §4.4) in the students' transfer
+data with gold labels only. Each stage is the project's own command line; a finished stage is
+skipped, so an interrupted run resumes (--stages picks stages):
 
-  teachers   python -m student.pretrain_teacher, one per language
-  vocab      python -m vocab.build_union (the student vocabulary: the union)
-  scoring    python -m beam_jobs.score_corpora on the student's transfer data (every
-             --transfer_every-th train line: 10%, the paper's Table 3 disparity) and on the dev
-             split (held-out, `all` copies)
-  students   student/train.py: `kd` (lambda annealed 1 -> 0) and `gold` (lambda = 0: gold labels
-             only, same data and steps; the paper's SM3 vs SM2)
-  evaluate   student/evaluate.py: held-out masked-token accuracy / loss of teachers and students
-             on the same masked positions, RDT; also the students at 20% of their steps
-  finetune   python -m finetuning.run: POS en (UD EWT), tr (UD IMST), zh (PKU) and NER tr, zh;
-             each language's teacher and every student with the same hyperparameters, several
-             seeds, RDT per task as in the paper's Table 2 (dev splits)
+  teachers        python -m student.pretrain_teacher, one per language, keeping a checkpoint
+                  every --teacher_steps / --teacher_curve_points steps
+  teacher_curves  python -m teacher_scoring.examples.create_examples (the held-out text in each
+                  teacher's own vocabulary), python -m student.learning_curve: each teacher's
+                  held-out loss / accuracy at every kept checkpoint, the frequent-token and
+                  unigram baselines, and whether the loss has flattened (< 2% over the last 20%)
+  vocab           python -m vocab.build_union (the student vocabulary: the union)
+  scoring         python -m beam_jobs.score_corpora on the students' transfer data (every
+                  --transfer_every-th train line: 10%, the paper's Table 3 disparity; the
+                  gold-only language tokenized by --gold_only_tokenizer's teacher, never scored)
+                  and on the held-out text (`all` copies)
+  students        student/train.py: `kd` (lambda annealed 1 -> 0), `gold` (lambda = 0: gold
+                  labels only, the same data and steps; the paper's SM3 vs SM2) and `wide_kd`
+                  (`kd` at --wide_factor times the teachers' width: spare capacity, as the
+                  paper's BERT-base students have)
+  evaluate        student/evaluate.py: held-out masked-token accuracy / loss of teachers and
+                  students on the same masked positions, RDT, at the end and at 20% of the steps
+                  (Table 5); the gold-only language's accuracy per student (§4.4);
+                  python -m student.learning_curve for every student
+  finetune        python -m finetuning.run: POS en (UD EWT), tr (UD IMST), zh (PKU) and NER tr,
+                  zh; each language's teacher and every student with the same hyperparameters,
+                  several seeds, RDT per task as in Table 2
 
-Results (Markdown, JSON, PNG) go to WORKSPACE/results; the docs page under docs/experiments/ is
-written from them, with the command and the wall time.
+The text and label files are flags, so other splits can be evaluated with the same command:
+--train_text / --dev_text LANG=FILE replace a language's corpora/{train,dev}/LANG.txt, and
+--task (finetuning.run's syntax, repeatable) replaces the default tasks.
+
+Results (Markdown, JSON, PNG) go to WORKSPACE/results, with stage_seconds.json (wall time of
+each stage's last run); docs/experiments/dissimilar.md is written from them.
 """
 
 from __future__ import annotations
@@ -34,35 +49,110 @@ import os
 import sys
 import time
 
+import yaml
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from run_demo import banner, run, write_scoring_config  # noqa: E402  pylint: disable=wrong-import-position
 from experiments.reproduce_similar import read_lines, write_lines  # noqa: E402  pylint: disable=wrong-import-position
 
-LANGUAGES = ("en", "tr", "zh")
+# Teacher casing per language (the public teachers': bert-base-uncased, BERTurk cased, Google's
+# Chinese BERT lower-cases); any other language defaults to cased.
 LOWER_CASE = {"en": True, "tr": False, "zh": True}
-SEQ_LENGTH, MAX_PREDICTIONS, SEED = 64, 10, 12345
-STAGES = ("teachers", "vocab", "scoring", "students", "evaluate", "finetune")
+SEED = 12345
+STAGES = ("teachers", "teacher_curves", "vocab", "scoring", "students", "evaluate", "finetune")
 
-# Downstream tasks (files under --downstream): key -> (table column, type, language, train, dev).
-# The column is the task's name in the results table (the paper's Table 2 layout: a column per
-# task, a row per language); PKU's 44 tags are not UD's 17, so zh POS gets its own column.
-TASKS = {
-    "udpos_en": ("udpos", "pos", "en", "pos/en_ewt-ud-train.conllu", "pos/en_ewt-ud-dev.conllu"),
-    "udpos_tr": ("udpos", "pos", "tr", "pos/tr_imst-ud-train.conllu", "pos/tr_imst-ud-dev.conllu"),
-    "pku_pos_zh": ("pku_pos", "pos", "zh", "pos/zh_pku-train.tsv", "pos/zh_pku-dev.tsv"),
-    "ner_tr": ("ner", "ner", "tr", "ner/tr_news-train.tsv", "ner/tr_news-dev.tsv"),
-    "ner_zh": ("ner", "ner", "zh", "ner/zh_pku-train.tsv", "ner/zh_pku-dev.tsv"),
-}
+# Default downstream tasks (files under --downstream): table column, type, language, train, dev.
+# The column is the task's name in the results table (Table 2's layout: a column per task, a row
+# per language); PKU's 44 tags are not UD's 17, so zh POS gets its own column.
+DEFAULT_TASKS = (
+    ("udpos", "pos", "en", "pos/en_ewt-ud-train.conllu", "pos/en_ewt-ud-dev.conllu"),
+    ("udpos", "pos", "tr", "pos/tr_imst-ud-train.conllu", "pos/tr_imst-ud-dev.conllu"),
+    ("pku_pos", "pos", "zh", "pos/zh_pku-train.tsv", "pos/zh_pku-dev.tsv"),
+    ("ner", "ner", "tr", "ner/tr_news-train.tsv", "ner/tr_news-dev.tsv"),
+    ("ner", "ner", "zh", "ner/zh_pku-train.tsv", "ner/zh_pku-dev.tsv"),
+)
 
 
-def main() -> None:
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, path = value.partition("=")
+        if not sep or not key or not path:
+            sys.exit(f"{flag} {value!r}: expected LANG=FILE")
+        pairs[key] = os.path.abspath(path)
+    return pairs
+
+
+def _languages(value: str) -> list[str]:
+    return [lang.strip() for lang in value.split(",") if lang.strip()]
+
+
+def read_config(path: str) -> dict:
+    """A training config YAML (relative paths are from the repository root, as the CLIs)."""
+    with open(path if os.path.isabs(path) else os.path.join(REPO, path), encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def wide_overrides(student_config: str, factor: int) -> str:
+    """Overrides that make the student config's encoder `factor` times as wide (hidden, heads,
+    FFN), its depth unchanged."""
+    encoder = read_config(student_config)["model"]["encoder"]["bert_v2"]
+    prefix = "model.encoder.bert_v2."
+    return ",".join(f"{prefix}{key}={int(encoder[key]) * factor}"
+                    for key in ("hidden_size", "num_attention_heads", "intermediate_size"))
+
+
+class StageClock:
+    """Wall seconds of each stage's last run, kept in results/stage_seconds.json across resumes."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.seconds = {}
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                self.seconds = json.load(f)
+        self._ran: set[str] = set()
+
+    def run(self, stage: str, command: list[str], log_path: str) -> None:
+        """Runs one of the stage's commands (run_demo.run)."""
+        self._ran.add(stage)
+        run(command, log_path)
+
+    def finish(self, stage: str, seconds: float) -> None:
+        """Records the stage's wall time if it ran anything (a resumed, finished stage keeps
+        the time of the run that did its work)."""
+        if stage not in self._ran:
+            return
+        self.seconds[stage] = round(seconds, 1)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(self.path, "w", encoding="utf-8") as f:
+            json.dump(self.seconds, f, indent=2)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", default=os.path.join(REPO, "workspace",
                                                             "reproduce_dissimilar"))
-    parser.add_argument("--corpora", default=os.path.join(REPO, "..", "shared", "corpora"))
-    parser.add_argument("--downstream", default=os.path.join(REPO, "..", "shared", "downstream"))
+    parser.add_argument("--corpora", default=os.path.join(REPO, "..", "shared", "corpora"),
+                        help="folder with train/LANG.txt and dev/LANG.txt")
+    parser.add_argument("--downstream", default=os.path.join(REPO, "..", "shared", "downstream"),
+                        help="folder of the default tasks' files")
+    parser.add_argument("--languages", default="en,tr,zh", help="languages with a teacher")
+    parser.add_argument("--gold_only", default="de",
+                        help="comma-separated languages without a teacher, trained on gold "
+                             "labels only (paper §4.4); empty for none")
+    parser.add_argument("--gold_only_tokenizer", default="en",
+                        help="the language whose teacher tokenizes the gold-only text")
+    parser.add_argument("--train_text", action="append", default=[],
+                        help="LANG=FILE: a language's training text (default CORPORA/train/"
+                             "LANG.txt); the students read every --transfer_every-th line")
+    parser.add_argument("--dev_text", action="append", default=[],
+                        help="LANG=FILE: a language's held-out text (default CORPORA/dev/LANG.txt)")
+    parser.add_argument("--task", action="append", default=[],
+                        help="a downstream task in finetuning.run's --task syntax (repeatable; "
+                             "replaces the default tasks)")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help=f"comma-separated subset of {','.join(STAGES)}")
     parser.add_argument("--teacher_config", default="configs/teacher/demo.yaml")
@@ -71,6 +161,8 @@ def main() -> None:
     parser.add_argument("--teacher_curve_points", type=int, default=10,
                         help="checkpoints kept along each teacher's run for its held-out curve")
     parser.add_argument("--student_steps", type=int, default=3000)
+    parser.add_argument("--wide_factor", type=int, default=2,
+                        help="width of the `wide_kd` student relative to the teachers (0: none)")
     parser.add_argument("--teacher_vocab_size", type=int, default=8000)
     parser.add_argument("--transfer_every", type=int, default=10,
                         help="the student's transfer data: every N-th train line (10%%)")
@@ -84,141 +176,217 @@ def main() -> None:
     parser.add_argument("--finetune_max_train", type=int, default=2000,
                         help="training sentences per task (the same for every model)")
     parser.add_argument("--finetune_max_eval", type=int, default=500)
-    args = parser.parse_args()
-    stages = [stage.strip() for stage in args.stages.split(",") if stage.strip()]
-    unknown = sorted(set(stages) - set(STAGES))
+    args = parser.parse_args(argv)
+    args.stage_list = _languages(args.stages)
+    unknown = sorted(set(args.stage_list) - set(STAGES))
     if unknown:
-        sys.exit(f"--stages: unknown {unknown}; choose from {list(STAGES)}")
+        parser.error(f"--stages: unknown {unknown}; choose from {list(STAGES)}")
+    args.language_list = _languages(args.languages)
+    args.gold_only_list = _languages(args.gold_only)
+    both = sorted(set(args.language_list) & set(args.gold_only_list))
+    if both:
+        parser.error(f"--gold_only {both} also in --languages: a language has a teacher or not")
+    if args.gold_only_list and args.gold_only_tokenizer not in args.language_list:
+        parser.error(f"--gold_only_tokenizer {args.gold_only_tokenizer!r} is not one of "
+                     f"--languages {args.language_list}")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    stages = args.stage_list
+    languages, gold_only = args.language_list, args.gold_only_list
     ws = os.path.abspath(args.workspace)
     python = sys.executable
     logs = os.path.join(ws, "logs")
+    results = os.path.join(ws, "results")
     os.makedirs(logs, exist_ok=True)
+    clock = StageClock(os.path.join(results, "stage_seconds.json"))
+    # S and P: the teachers' held-out examples follow the teacher config, the scored shards the
+    # student config (the student trainer checks that its shards match it).
+    teacher_data = read_config(args.teacher_config)["data"]
+    student_data = read_config(args.student_config)["data"]
     start = time.monotonic()
 
-    banner("corpora: full train splits (teachers), 10% transfer subsets (student), dev")
+    banner("corpora: full train splits (teachers), 10% transfer subsets (students), held-out")
+    train_text = _pairs(args.train_text, "--train_text")
+    dev_text = _pairs(args.dev_text, "--dev_text")
     train, transfer, dev = {}, {}, {}
-    for lang in LANGUAGES:
-        train[lang] = os.path.abspath(os.path.join(args.corpora, "train", f"{lang}.txt"))
-        if not os.path.exists(train[lang]):
-            sys.exit(f"{train[lang]} is missing: --corpora must point at shared/corpora")
+    for lang in languages + gold_only:
+        train[lang] = train_text.get(lang) or os.path.abspath(
+            os.path.join(args.corpora, "train", f"{lang}.txt"))
+        source_dev = dev_text.get(lang) or os.path.join(args.corpora, "dev", f"{lang}.txt")
+        for path, flag in ((train[lang], "--train_text"), (source_dev, "--dev_text")):
+            if not os.path.exists(path):
+                sys.exit(f"{path} is missing: give {flag} {lang}=FILE or --corpora")
         lines = read_lines(train[lang])
         transfer[lang] = write_lines(os.path.join(ws, "corpora", lang, "transfer.txt"),
-                                lines[::args.transfer_every])
-        dev_lines = read_lines(os.path.join(args.corpora, "dev", f"{lang}.txt"))[:args.dev_lines]
+                                     lines[::args.transfer_every])
+        dev_lines = read_lines(source_dev)[:args.dev_lines]
         dev[lang] = write_lines(os.path.join(ws, "corpora", lang, "dev.txt"), dev_lines)
-        print(f"  {lang}: teacher {len(lines)} lines, transfer "
-              f"{len(lines[::args.transfer_every])}, dev {len(dev_lines)}")
+        role = "gold-only" if lang in gold_only else "teacher"
+        print(f"  {lang} ({role}): train {len(lines)} lines, transfer "
+              f"{len(lines[::args.transfer_every])}, held-out {len(dev_lines)}")
 
-    teachers = {lang: os.path.join(ws, "teachers", f"teacher_{lang}") for lang in LANGUAGES}
+    teachers = {lang: os.path.join(ws, "teachers", f"teacher_{lang}") for lang in languages}
+    teacher_work = {lang: os.path.join(ws, "teacher_work", lang) for lang in languages}
     teacher_every = max(1, args.teacher_steps // args.teacher_curve_points)
     if "teachers" in stages:
         banner("teachers: one per language on its full train split, its own vocab and casing")
-        for lang in LANGUAGES:
+        began = time.monotonic()
+        for lang in languages:
             if os.path.exists(os.path.join(teachers[lang], "teacher.json")):
                 print(f"  teacher_{lang}: already there")
                 continue
-            run([python, "-m", "student.pretrain_teacher", f"--name=teacher_{lang}",
+            clock.run("teachers", [python, "-m", "student.pretrain_teacher", f"--name=teacher_{lang}",
                  f"--language={lang}", f"--input={train[lang]}",
                  f"--vocab_size={args.teacher_vocab_size}",
-                 "--lower_case" if LOWER_CASE[lang] else "--nolower_case",
+                 "--lower_case" if LOWER_CASE.get(lang, False) else "--nolower_case",
                  f"--config_file={args.teacher_config}",
                  f"--params_override=train.steps={args.teacher_steps},"
                  f"train.checkpoint_interval={teacher_every},"
                  f"train.max_checkpoints_to_keep={args.teacher_curve_points + 1}",
-                 f"--work_dir={os.path.join(ws, 'teacher_work', lang)}",
+                 f"--work_dir={teacher_work[lang]}",
                  f"--output_dir={teachers[lang]}", f"--seed={SEED}", "--overwrite"],
                 os.path.join(logs, f"teacher_{lang}.log"))
-    members = {f"teacher_{lang}": (teachers[lang], [lang]) for lang in LANGUAGES}
+        clock.finish("teachers", time.monotonic() - began)
+    members = {f"teacher_{lang}": (teachers[lang], [lang]) for lang in languages}
+
+    if "teacher_curves" in stages:
+        banner("teacher curves: held-out loss at every kept checkpoint, baselines, flatness")
+        began = time.monotonic()
+        for lang in languages:
+            out = os.path.join(results, "teacher_curves", lang)
+            if os.path.exists(os.path.join(out, "curve.json")):
+                print(f"  teacher_{lang}: already there")
+                continue
+            heldout = os.path.join(ws, "heldout_teacher_vocab", lang)
+            clock.run("teacher_curves", [python, "-m", "teacher_scoring.examples.create_examples", f"--input={dev[lang]}",
+                 f"--language={lang}", f"--vocab={os.path.join(teacher_work[lang], 'vocab.txt')}",
+                 "--lower_case" if LOWER_CASE.get(lang, False) else "--nolower_case",
+                 f"--teacher_name=teacher_{lang}",
+                 f"--seq_length={teacher_data['seq_length']}",
+                 f"--max_predictions_per_seq={teacher_data['max_predictions_per_seq']}",
+                 f"--seed={SEED + 2}",
+                 f"--output_dir={heldout}", "--overwrite"],
+                os.path.join(logs, f"heldout_{lang}.log"))
+            clock.run("teacher_curves", [python, "-m", "student.learning_curve",
+                 f"--model_dir={os.path.join(teacher_work[lang], 'model')}",
+                 f"--shards={lang}={heldout}", f"--output_dir={out}",
+                 f"--title=teacher_{lang}"], os.path.join(logs, f"teacher_curve_{lang}.log"))
+        clock.finish("teacher_curves", time.monotonic() - began)
 
     vocab_dir = os.path.join(ws, "vocab")
     if "vocab" in stages:
         banner("vocab: the union of the teacher vocabularies")
+        began = time.monotonic()
         if os.path.exists(os.path.join(vocab_dir, "vocab.txt")):
             print("  already there")
         else:
-            run([python, "-m", "vocab.build_union"]
+            clock.run("vocab", [python, "-m", "vocab.build_union"]
                 + [f"--teacher={name}={os.path.join(path, 'vocab.txt')}"
                    for name, (path, _) in members.items()]
                 + [f"--output={vocab_dir}", "--overwrite"], os.path.join(logs, "vocab.log"))
+        clock.finish("vocab", time.monotonic() - began)
 
     scored = {split: os.path.join(ws, "scored", split) for split in ("train", "dev")}
+    tokenizer_teachers = {lang: f"teacher_{args.gold_only_tokenizer}" for lang in gold_only}
     if "scoring" in stages:
-        banner("scoring: Beam job over the transfer subsets (train) and the dev splits (dev)")
+        banner("scoring: Beam job over the transfer subsets (train) and the held-out text (dev)")
+        began = time.monotonic()
         for split, corpora, mode, seed in (("train", transfer, "best", SEED),
                                            ("dev", dev, "all", SEED + 1)):
             if all(os.path.exists(os.path.join(scored[split], lang, "manifest.json"))
-                   for lang in LANGUAGES):
+                   for lang in corpora):
                 print(f"  {split}: already there")
                 continue
             config_path = write_lines(os.path.join(ws, "configs", f"scoring_{split}.yaml"), [])
             write_scoring_config(config_path, vocab_dir, scored[split], corpora, members, mode,
-                                 SEQ_LENGTH, MAX_PREDICTIONS, seed)
-            run([python, "-m", "beam_jobs.score_corpora", f"--config={config_path}",
+                                 student_data["seq_length"],
+                                 student_data["max_predictions_per_seq"], seed,
+                                 tokenizer_teachers=tokenizer_teachers,
+                                 logits_dtype=student_data["logits_dtype"])
+            clock.run("scoring", [python, "-m", "beam_jobs.score_corpora", f"--config={config_path}",
                  "--overwrite", "--direct_num_workers=2"],
                 os.path.join(logs, f"scoring_{split}.log"))
+        clock.finish("scoring", time.monotonic() - began)
 
     checkpoint_every = max(1, args.student_steps // 5)
-    students = (("kd", "loss.lambda_schedule=linear"),
+    kd = "loss.lambda_schedule=linear"
+    students = [("kd", kd),
                 ("gold", "loss.lambda_schedule=constant,loss.lambda_start=0.0,"
-                         "loss.lambda_end=0.0"))
+                         "loss.lambda_end=0.0")]
+    if args.wide_factor > 1:
+        students.append(("wide_kd", kd + "," + wide_overrides(args.student_config,
+                                                              args.wide_factor)))
     student_dirs = {name: os.path.join(ws, "students", name) for name, _ in students}
     if "students" in stages:
-        banner("students: same model, data and steps; kd (lambda 1 -> 0) and gold (lambda 0)")
+        banner("students: the same data and steps; kd (lambda 1 -> 0), gold (lambda 0), "
+               "wide_kd (kd, wider)")
+        began = time.monotonic()
         for name, loss in students:
             if os.path.exists(os.path.join(student_dirs[name], "export", "vocab.txt")):
                 print(f"  {name}: already there")
                 continue
-            run([python, "student/train.py", f"--config_file={args.student_config}",
+            gold_override = ([f"--params_override=data.gold_only_languages=[{','.join(gold_only)}]"]
+                             if gold_only else [])
+            clock.run("students", [python, "student/train.py", f"--config_file={args.student_config}",
                  f"--student_vocab={vocab_dir}"]
                 + [f"--shards={lang}={os.path.join(scored['train'], lang)}"
-                   for lang in LANGUAGES]
+                   for lang in languages + gold_only]
                 + [f"--model_dir={student_dirs[name]}",
                    f"--params_override=train.steps={args.student_steps},"
                    f"train.checkpoint_interval={checkpoint_every},"
-                   f"train.max_checkpoints_to_keep=10,{loss}"],
+                   f"train.max_checkpoints_to_keep=10,{loss}"] + gold_override,
                 os.path.join(logs, f"student_{name}.log"))
+        clock.finish("students", time.monotonic() - began)
 
-    results = os.path.join(ws, "results")
     if "evaluate" in stages:
         banner("evaluation: held-out masked-token accuracy and RDT (end and 20% of the steps)")
+        began = time.monotonic()
+        heldout_flags = [f"--shards={lang}={os.path.join(scored['dev'], lang)}"
+                         for lang in languages + gold_only]
         flags = [f"--student={name}={student_dirs[name]}/export" for name, _ in students]
         flags += [f"--student={name}_at_20pct={student_dirs[name]}@{checkpoint_every}"
                   for name, _ in students]
-        run([python, "student/evaluate.py", f"--output_dir={os.path.join(results, 'mlm')}"]
-            + flags + [f"--shards={lang}={os.path.join(scored['dev'], lang)}"
-                       for lang in LANGUAGES],
-            os.path.join(logs, "evaluate.log"))
+        clock.run("evaluate", [python, "student/evaluate.py", f"--output_dir={os.path.join(results, 'mlm')}"]
+            + flags + heldout_flags, os.path.join(logs, "evaluate.log"))
+        for name, _ in students:
+            clock.run("evaluate", [python, "-m", "student.learning_curve", f"--model_dir={student_dirs[name]}",
+                 f"--output_dir={os.path.join(results, 'student_curves', name)}",
+                 f"--title=student {name}"] + heldout_flags,
+                os.path.join(logs, f"student_curve_{name}.log"))
+        clock.finish("evaluate", time.monotonic() - began)
 
     if "finetune" in stages:
-        banner("fine-tuning: POS en/tr/zh, NER tr/zh; teacher vs students, same hyperparameters")
-        for name, _ in students:
-            export_dir = os.path.join(student_dirs[name], "export")
-            if not os.path.exists(os.path.join(export_dir, "tokenizer", "student_tokenizer.json")):
-                # An export made before exports held their tokenizer: add it.
-                run([python, "-m", "student.tokenizer", f"--export_dir={export_dir}",
-                     f"--student_vocab={vocab_dir}"]
-                    + [f"--shards={lang}={os.path.join(scored['train'], lang)}"
-                       for lang in LANGUAGES], os.path.join(logs, f"tokenizer_{name}.log"))
-        command = [python, "-m", "finetuning.run", f"--output_dir={os.path.join(results, 'downstream')}",
+        banner("fine-tuning: teacher vs students, the same hyperparameters, several seeds")
+        began = time.monotonic()
+        tasks = args.task or [
+            f"name={name},type={kind},language={lang},"
+            f"train={os.path.join(os.path.abspath(args.downstream), train_file)},"
+            f"dev={os.path.join(os.path.abspath(args.downstream), dev_file)}"
+            for name, kind, lang, train_file, dev_file in DEFAULT_TASKS if lang in languages]
+        command = [python, "-m", "finetuning.run",
+                   f"--output_dir={os.path.join(results, 'downstream')}",
                    f"--seeds={args.finetune_seeds}", f"--epochs={args.finetune_epochs}",
                    f"--learning_rate={args.finetune_learning_rate}",
                    f"--seq_length={args.finetune_seq_length}",
                    f"--max_train_examples={args.finetune_max_train}",
                    f"--max_eval_examples={args.finetune_max_eval}"]
-        for name, kind, lang, train_file, dev_file in TASKS.values():
-            command.append(f"--task=name={name},type={kind},language={lang},"
-                           f"train={os.path.join(args.downstream, train_file)},"
-                           f"dev={os.path.join(args.downstream, dev_file)}")
-        command += [f"--teacher={lang}={teachers[lang]}" for lang in LANGUAGES]
+        command += [f"--task={task}" for task in tasks]
+        command += [f"--teacher={lang}={teachers[lang]}" for lang in languages]
         command += [f"--student={name}={student_dirs[name]}/export" for name, _ in students]
-        run(command, os.path.join(logs, "finetune.log"))
+        clock.run("finetune", command, os.path.join(logs, "finetune.log"))
+        clock.finish("finetune", time.monotonic() - began)
 
     seconds = time.monotonic() - start
     banner(f"done in {seconds / 60:.1f} min (stages: {','.join(stages)})")
     os.makedirs(results, exist_ok=True)
     with open(os.path.join(results, f"run-{int(time.time())}.json"), "w", encoding="utf-8") as f:
-        json.dump(dict(seconds=seconds, stages=stages, args=vars(args)), f, indent=2)
-    for part in ("mlm/evaluation.md", "downstream/results.md"):
+        json.dump(dict(seconds=seconds, stages=stages, stage_seconds=clock.seconds,
+                       args={k: v for k, v in vars(args).items()}), f, indent=2)
+    for part in ([f"teacher_curves/{lang}/curve.md" for lang in languages]
+                 + ["mlm/evaluation.md", "downstream/results.md"]):
         path = os.path.join(results, part)
         if os.path.exists(path):
             print(open(path, encoding="utf-8").read())

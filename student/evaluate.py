@@ -95,6 +95,21 @@ class ExportedStudent:
         return tf.nn.log_softmax(outputs["mlm_logits"], axis=-1)
 
 
+def run_vocab_sha256(run_info: dict, where: str) -> str:
+    """The sha256 of a run's vocabulary, from its run_info.json.
+
+    student/train.py records `vocab_sha256`; a pretrain_teacher run of older versions recorded
+    only the `vocab` path, which is then hashed.
+    """
+    if run_info.get("vocab_sha256"):
+        return run_info["vocab_sha256"]
+    vocab = run_info.get("vocab")
+    if vocab and tf.io.gfile.exists(vocab):
+        return manifest_lib.sha256_of_file(vocab)
+    raise EvaluationError(f"{where}: neither field 'vocab_sha256' nor a readable 'vocab' file "
+                          f"(vocab: {vocab!r}): cannot tell which vocabulary the run used")
+
+
 class CheckpointStudent:
     """A student at an intermediate training checkpoint: MODEL_DIR@STEP (e.g. 20% of the steps).
 
@@ -119,7 +134,7 @@ class CheckpointStudent:
                                       f"student/train.py model_dir with checkpoint {step})")
         config = config_lib.load_config(paths[0])
         with tf.io.gfile.GFile(paths[1]) as f:
-            self.vocab_sha256 = json.load(f)["vocab_sha256"]
+            self.vocab_sha256 = run_vocab_sha256(json.load(f), paths[1])
         self._model = model_lib.build_pretrainer(config.model)
         tf.train.Checkpoint(model=self._model).read(prefix).expect_partial()
 

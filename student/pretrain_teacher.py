@@ -159,7 +159,8 @@ def pretrain_teacher(*, name: str, language: str, corpus: list[str], work_dir: s
 
     data = experiment.prepare_data(config, vocab_path, {language: shards_dir})
     trainer = experiment.build_trainer(config, data, model_dir)
-    trainer.write_run_info({"teacher": name, "vocab": vocab_path})
+    trainer.write_run_info({"teacher": name, "vocab": vocab_path,
+                           "vocab_sha256": manifest_lib.sha256_of_file(vocab_path)})
     history = trainer.train()
     losses = history.metrics.get("mlm_loss", [])
     steps = int(trainer.global_step.numpy())

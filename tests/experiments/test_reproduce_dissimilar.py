@@ -1,0 +1,119 @@
+"""experiments/reproduce_dissimilar.py: every stage on tiny settings, then a resume.
+
+Bundled text only: the demo corpora as training text, the UDHR as held-out text, the bundled
+EWT / BOUN slices as downstream data (train and dev on the same slice: a smoke test of the
+stages, not a measurement).
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+DATA = REPO_ROOT / "data"
+
+
+def _student_config(folder):
+    """configs/student/tiny.yaml sized by the union vocabulary, with an unfactorised embedding."""
+    config = yaml.safe_load((REPO_ROOT / "configs" / "student" / "tiny.yaml").read_text())
+    encoder = config["model"]["encoder"]["bert_v2"]
+    encoder["vocab_size"] = 0
+    encoder.pop("embedding_size", None)
+    path = folder / "student_tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _command(workspace, *extra):
+    languages = ("en", "tr", "de")
+    return ([sys.executable, str(REPO_ROOT / "experiments" / "reproduce_dissimilar.py"),
+             f"--workspace={workspace}", "--languages=en,tr", "--gold_only=de",
+             "--gold_only_tokenizer=en"]
+            + [f"--train_text={lang}={DATA / 'corpora' / 'demo' / f'{lang}.txt'}"
+               for lang in languages]
+            + [f"--dev_text={lang}={DATA / 'corpora' / 'udhr' / f'{lang}.txt'}"
+               for lang in languages]
+            + [f"--task=name=udpos,type=pos,language={lang},train={path},dev={path}"
+               for lang, path in (("en", DATA / "downstream" / "en_ewt-ud-dev.200.conllu"),
+                                  ("tr", DATA / "downstream" / "tr_boun-ud-dev.200.conllu"))]
+            + ["--teacher_config=configs/teacher/tiny.yaml", "--teacher_steps=20",
+               "--teacher_curve_points=4", "--teacher_vocab_size=600",
+               f"--student_config={_student_config(workspace.parent)}", "--student_steps=10",
+               "--transfer_every=3", "--dev_lines=60", "--finetune_seeds=1",
+               "--finetune_epochs=1", "--finetune_seq_length=32", "--finetune_max_train=24",
+               "--finetune_max_eval=16"] + list(extra))
+
+
+@pytest.mark.slow
+def test_every_stage_runs_on_tiny_settings_and_resumes(tmp_path):
+    workspace = tmp_path / "dissimilar"
+    first = subprocess.run(_command(workspace), cwd=REPO_ROOT, capture_output=True, text=True,
+                           timeout=1500)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    results = workspace / "results"
+
+    # Teacher curves: a point at every kept checkpoint, the baselines, the flatness verdict.
+    for lang in ("en", "tr"):
+        curve = json.loads((results / "teacher_curves" / lang / "curve.json").read_text())
+        assert [point["step"] for point in curve["curve"]] == [5, 10, 15, 20]
+        assert curve["flatness"]["from_step"] == 15 and curve["flatness"]["to_step"] == 20
+        assert isinstance(curve["flatness"]["flat"], bool)
+        assert 0.0 < curve["baseline"]["frequent_token_accuracy"] < 1.0
+        assert curve["total_tokens"] > 50
+        assert (results / "teacher_curves" / lang / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Held-out masked-LM: teachers vs kd, gold and the wide student, end and 20%; de gold-only.
+    mlm = json.loads((results / "mlm" / "evaluation.json").read_text())
+    assert set(mlm["students"]) == {"kd", "gold", "wide_kd", "kd_at_20pct", "gold_at_20pct",
+                                    "wide_kd_at_20pct"}
+    assert mlm["gold_only_languages"] == ["de"]
+    assert set(mlm["rdt_per_language"]) == {"en", "tr"}
+    de_row = next(row for row in mlm["rows"] if row["language"] == "de")
+    assert de_row["teacher"] is None and de_row["tokenizer_teacher"] == "teacher_en"
+    params = (workspace / "students" / "wide_kd" / "params.yaml").read_text()
+    assert "hidden_size: 64" in params  # twice the tiny config's 32
+    for name in ("kd", "gold", "wide_kd"):
+        curve = json.loads((results / "student_curves" / name / "curve.json").read_text())
+        assert [point["step"] for point in curve["curve"]] == [2, 4, 6, 8, 10]
+        assert set(curve["curve"][-1]["per_language"]) == {"en", "tr", "de"}
+
+    # Downstream: every model on every task, in the Table 2 layout.
+    downstream = json.loads((results / "downstream" / "results.json").read_text())
+    text = json.dumps(downstream)
+    for name in ("teacher_en", "teacher_tr", "kd", "gold", "wide_kd"):
+        assert name in text
+    stage_seconds = json.loads((results / "stage_seconds.json").read_text())
+    assert set(stage_seconds) == {"teachers", "teacher_curves", "vocab", "scoring", "students",
+                                  "evaluate", "finetune"}
+
+    # A rerun of the training stages finds everything done and keeps the recorded times.
+    second = subprocess.run(_command(workspace, "--stages=teachers,teacher_curves,vocab,"
+                                                "scoring,students"),
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert second.stdout.count("already there") == 2 + 2 + 1 + 2 + 3
+    assert "$ " not in second.stdout
+    assert json.loads((results / "stage_seconds.json").read_text()) == stage_seconds
+
+
+def test_refuses_a_gold_only_language_that_has_a_teacher(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "experiments" / "reproduce_dissimilar.py"),
+         f"--workspace={tmp_path}", "--languages=en,de", "--gold_only=de"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "--gold_only ['de'] also in --languages" in result.stderr
+
+
+def test_refuses_a_missing_text_file_naming_the_flag(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "experiments" / "reproduce_dissimilar.py"),
+         f"--workspace={tmp_path}", "--languages=en", "--gold_only=",
+         f"--train_text=en={tmp_path / 'nope.txt'}", "--stages=vocab"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "nope.txt is missing: give --train_text en=FILE" in result.stderr
