@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from teacher_scoring import cli_logging
 from teacher_scoring.examples import create_examples as create_examples_lib
+from teacher_scoring.examples import documents as documents_lib
 from teacher_scoring.teachers import export as export_lib
 from teacher_scoring.teachers import loaders
 from teacher_scoring.records import manifest as manifest_lib
@@ -89,7 +90,8 @@ def _vocab(corpus: list[str], vocab_path: str, vocab_size: int, lower_case: bool
 
 def _examples(corpus: list[str], language: str, name: str, tokens: list[str], lower_case: bool,
               masking: MaskingConfig, shards_dir: str, num_shards: int,
-              vocab_path: str) -> manifest_lib.Manifest:
+              vocab_path: str, document_format: str = documents_lib.LINE
+              ) -> manifest_lib.Manifest:
     if tf.io.gfile.exists(manifest_lib.manifest_path(shards_dir)):
         manifest = manifest_lib.read_manifest(shards_dir)
         manifest_lib.check_matches(
@@ -97,12 +99,18 @@ def _examples(corpus: list[str], language: str, name: str, tokens: list[str], lo
             vocab_sha256=manifest_lib.sha256_of_tokens(tokens),
             seq_length=masking.seq_length,
             max_predictions_per_seq=masking.max_predictions_per_seq, seed=masking.seed)
+        made_from = manifest.config.get("document_format", documents_lib.LINE)
+        if made_from != document_format:
+            raise ValueError(f"{manifest_lib.manifest_path(shards_dir)}: field "
+                             f"'config.document_format' is {made_from!r} but this run reads "
+                             f"{document_format!r}; use another --work_dir")
         logging.info("reusing the example shards at %s", shards_dir)
         return manifest
     # A folder without a manifest is an interrupted run: its shards are replaced.
     return create_examples_lib.write_shards(
-        create_examples_lib.read_documents(corpus), language, name, tokens, lower_case,
-        masking, shards_dir, num_shards, overwrite=True, vocab_path=vocab_path)
+        create_examples_lib.read_documents(corpus, document_format), language, name, tokens,
+        lower_case, masking, shards_dir, num_shards, overwrite=True, vocab_path=vocab_path,
+        extra_config={"document_format": document_format})
 
 
 def _reload_difference(teacher_dir: str, pretrainer, shards_dir: str,
@@ -126,8 +134,8 @@ def pretrain_teacher(*, name: str, language: str, corpus: list[str], work_dir: s
                      lower_case: bool = False, vocab_size: int = 8000,
                      vocab: str | None = None, fmt: str = "hf_folder", num_shards: int = 4,
                      seed: int = 12345, whole_word_masking: bool = False,
-                     overwrite: bool = False, reload_tolerance: float = 1e-4
-                     ) -> PretrainResult:
+                     overwrite: bool = False, reload_tolerance: float = 1e-4,
+                     document_format: str = documents_lib.LINE) -> PretrainResult:
     """Runs the five steps of the module docstring; returns where everything went.
 
     Raises:
@@ -140,6 +148,7 @@ def pretrain_teacher(*, name: str, language: str, corpus: list[str], work_dir: s
     from student import experiment  # pylint: disable=import-outside-toplevel
 
     writer = _export_writer(fmt)
+    documents_lib.check_format(document_format)
     if tf.io.gfile.exists(output_dir) and tf.io.gfile.listdir(output_dir) and not overwrite:
         raise FileExistsError(f"{output_dir} is not empty; pass --overwrite to replace it")
     config = config_lib.load_config(config_file, list(params_override) + [PLAIN_MLM_OVERRIDE])
@@ -153,7 +162,7 @@ def pretrain_teacher(*, name: str, language: str, corpus: list[str], work_dir: s
 
     tokens = _vocab(corpus, vocab_path, vocab_size, lower_case, vocab)
     manifest = _examples(corpus, language, name, tokens, lower_case, masking, shards_dir,
-                         num_shards, vocab_path)
+                         num_shards, vocab_path, document_format)
     logging.info("%s: %d examples, %d masked tokens", name, manifest.languages[language].examples,
                  manifest.languages[language].masked_tokens)
 
@@ -189,7 +198,10 @@ FLAGS = flags.FLAGS
 def define_flags():
     flags.DEFINE_string("name", None, "Teacher name (a safe file name, e.g. bert_en).")
     flags.DEFINE_string("language", None, "The language the teacher serves (ISO code).")
-    flags.DEFINE_multi_string("input", None, "Corpus file glob(s), one document a line.")
+    flags.DEFINE_multi_string("input", None, "Corpus file glob(s) (see --document_format).")
+    flags.DEFINE_enum("document_format", documents_lib.LINE, documents_lib.DOCUMENT_FORMATS,
+                      "line: every line is a document; blank_line: documents are separated by "
+                      "blank lines (BERT's format), and a document's lines are packed together.")
     flags.DEFINE_string("vocab", None, "Use this vocab.txt instead of training one.")
     flags.DEFINE_integer("vocab_size", 8000, "Size of the WordPiece vocabulary to train.")
     flags.DEFINE_bool("lower_case", False, "Uncased teacher (lower-case, strip accents).")
@@ -218,7 +230,8 @@ def main(argv):
             config_file=FLAGS.config_file, params_override=FLAGS.params_override,
             lower_case=FLAGS.lower_case, vocab_size=FLAGS.vocab_size, vocab=FLAGS.vocab,
             fmt=FLAGS.format, num_shards=FLAGS.num_shards, seed=FLAGS.seed,
-            whole_word_masking=FLAGS.whole_word_masking, overwrite=FLAGS.overwrite)
+            whole_word_masking=FLAGS.whole_word_masking, overwrite=FLAGS.overwrite,
+            document_format=FLAGS.document_format)
     except (FileExistsError, ValueError, RuntimeError) as error:
         sys.exit(f"error: {error}")
     print(f"teacher {FLAGS.name}: {result.teacher_dir} (vocab {result.vocab_size}, "

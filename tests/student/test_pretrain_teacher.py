@@ -6,6 +6,7 @@ import pytest
 from teacher_scoring.teachers import loaders
 from student import pretrain_teacher as pretrain_lib
 from teacher_scoring.examples.tokenization import read_vocab
+from teacher_scoring.records import manifest as manifest_lib
 from tests.conftest import CORPORA, REPO_ROOT
 
 
@@ -59,3 +60,38 @@ def test_unknown_export_format_is_refused(tmp_path):
         pretrain_lib.pretrain_teacher(
             name="t", language="de", corpus=["x"], work_dir=str(tmp_path / "w"),
             output_dir=str(tmp_path / "o"), config_file=None, fmt="onnx")
+
+
+@pytest.mark.slow
+def test_blank_line_documents_are_packed_and_a_reuse_must_read_the_same_format(tmp_path):
+    lines = (CORPORA / "demo" / "de.txt").read_text(encoding="utf-8").split("\n")[:240]
+    # 24 documents of 10 short lines each, separated by blank lines (BERT's format).
+    text = "\n\n".join("\n".join(lines[i:i + 10]) for i in range(0, 240, 10))
+    corpus = tmp_path / "de_docs.txt"
+    corpus.write_text(text + "\n", encoding="utf-8")
+    common = dict(name="tiny_de", language="de", corpus=[str(corpus)],
+                  config_file=str(REPO_ROOT / "configs/teacher/tiny.yaml"),
+                  params_override=["train.steps=2"], vocab_size=400, num_shards=1)
+    packed = pretrain_lib.pretrain_teacher(
+        work_dir=str(tmp_path / "packed"), output_dir=str(tmp_path / "teacher_packed"),
+        document_format="blank_line", **common)
+    by_line = pretrain_lib.pretrain_teacher(
+        work_dir=str(tmp_path / "by_line"), output_dir=str(tmp_path / "teacher_by_line"),
+        **common)
+    packed_manifest = manifest_lib.read_manifest(packed.shards_dir)
+    line_manifest = manifest_lib.read_manifest(by_line.shards_dir)
+    assert packed_manifest.config["document_format"] == "blank_line"
+    assert packed_manifest.counters["documents"] == 24
+    # In `line` format each line is a document; the 23 blank separators are dropped as empty.
+    assert line_manifest.counters["documents"] == 240 + 23
+    assert line_manifest.dropped["empty"] == 23
+    # Lines of a document share sequences: fewer, fuller examples.
+    assert packed.examples < by_line.examples
+    with pytest.raises(ValueError, match="'config.document_format' is 'blank_line' but this "
+                                         "run reads 'line'"):
+        pretrain_lib.pretrain_teacher(work_dir=str(tmp_path / "packed"),
+                                      output_dir=str(tmp_path / "again"), **common)
+    with pytest.raises(ValueError, match="document_format must be one of"):
+        pretrain_lib.pretrain_teacher(work_dir=str(tmp_path / "x"),
+                                      output_dir=str(tmp_path / "y"), document_format="page",
+                                      **common)
