@@ -443,8 +443,12 @@ class StudentTrainer:
         config_lib.save_yaml(self.config, os.path.join(self.model_dir, "params.yaml"))
         info = dict(languages=list(self.languages),
                     sampling_weights=[float(w) for w in self.pipeline.weights],
+                    # Records on disk (every teacher copy) and distinct examples (what the
+                    # n^alpha sampling weights count).
                     examples_in_manifests={s.language: s.num_examples
                                            for s in self.pipeline.sources},
+                    distinct_examples_in_manifests={s.language: s.num_unique_examples
+                                                    for s in self.pipeline.sources},
                     shard_dirs={s.language: s.shard_dir for s in self.pipeline.sources},
                     use_teacher=self.use_teacher,
                     gold_only_languages=[s.language for s in self.pipeline.sources

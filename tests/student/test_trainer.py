@@ -237,3 +237,19 @@ def test_nan_teacher_logits_stop_training_naming_the_shard(tmp_path, student_voc
                              r"teacher_topk_logits"):
         trainer.train()
     assert not glob.glob(str(tmp_path / "run" / "ckpt-*"))
+
+
+def test_run_info_reports_records_and_distinct_examples(tmp_path, student_vocab):
+    """`all` shards hold a copy per teacher: run_info gives both counts (the sampling weights
+    use the distinct one)."""
+    from teacher_scoring.records import manifest as manifest_lib
+    en = make_shards(tmp_path / "en", student_vocab, {"en": 40}, seed=1)
+    manifest = manifest_lib.read_manifest(en)
+    manifest.copies_mode = "all"
+    manifest.languages["en"].unique_examples = 20
+    manifest_lib.write_manifest(manifest, en)
+    trainer = make_trainer(tmp_path / "run", {"en": en}, student_vocab, "train.steps=1")
+    trainer.write_run_info()
+    info = json.loads(open(os.path.join(tmp_path, "run", "run_info.json")).read())
+    assert info["examples_in_manifests"] == {"en": 40}
+    assert info["distinct_examples_in_manifests"] == {"en": 20}
