@@ -96,7 +96,7 @@ from vocab.union import StudentVocab
 
 def _uncased(text: str) -> str:
     """`text` as an uncased teacher reads it (lower-case, NFD, accents stripped: HF's rule)."""
-    return tokenization._lower_strip_accents(text)  # pylint: disable=protected-access
+    return tokenization.lower_strip_accents(text)
 
 FORMAT_VERSION = 1
 REPORT_JSON = "report.json"

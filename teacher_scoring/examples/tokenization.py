@@ -234,14 +234,14 @@ def clean_text(raw: str | bytes, counts: collections.Counter | None = None) -> s
     return text
 
 
-def _lower_strip_accents(text: str) -> str:
+def lower_strip_accents(text: str) -> str:
     """HF's uncased normalisation of cleaned NFC text: `lower()`, NFD, drop Mn characters."""
     if text.isascii():
         return text.lower()
     return _unicode_tables().nonspacing_marks.sub("", unicodedata.normalize("NFD", text.lower()))
 
 
-# UTF-8 length of `_lower_strip_accents(chr(cp))` for every code point, filled in lazily (-1 =
+# UTF-8 length of `lower_strip_accents(chr(cp))` for every code point, filled in lazily (-1 =
 # not computed yet). Lower-casing, NFD and mark removal act character by character (the only
 # context-dependent rule, Greek final sigma, does not change a length), so a text's normalised
 # bytes are the concatenation of its characters' normalised bytes.
@@ -253,7 +253,7 @@ def _normalized_utf8_lengths(codepoints: np.ndarray) -> np.ndarray:
     missing = lengths < 0
     if missing.any():
         for cp in np.unique(codepoints[missing]).tolist():
-            _NORMALIZED_UTF8_LENGTH[cp] = len(_lower_strip_accents(chr(cp)).encode("utf-8"))
+            _NORMALIZED_UTF8_LENGTH[cp] = len(lower_strip_accents(chr(cp)).encode("utf-8"))
         lengths = _NORMALIZED_UTF8_LENGTH[codepoints]
     return lengths.astype(np.int64)
 
@@ -362,7 +362,7 @@ class TeacherTokenizer:
         the teacher is uncased."""
         if not self.lower_case:
             return list(cleaned_texts)
-        return [_lower_strip_accents(t) for t in cleaned_texts]
+        return [lower_strip_accents(t) for t in cleaned_texts]
 
     def tokenize_with_offsets(self, cleaned_texts: Sequence[str]) -> list[TokenizedText]:
         """Tokenizes a batch of texts already cleaned by `clean_text`, in one tf-text call.
