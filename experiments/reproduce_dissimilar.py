@@ -38,7 +38,8 @@ The text and label files are flags, so other splits can be evaluated with the sa
 --task (finetuning.run's syntax, repeatable) replaces the default tasks.
 
 Results (Markdown, JSON, PNG) go to WORKSPACE/results, with stage_seconds.json (wall time of
-each stage's last run); docs/experiments/dissimilar.md is written from them.
+each stage's last run) and report.md (experiments/dissimilar_report.py: every table, the paper's
+numbers beside); docs/experiments/dissimilar.md is written from them.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ sys.path.insert(0, REPO)
 
 from run_demo import banner, run, write_scoring_config  # noqa: E402  pylint: disable=wrong-import-position
 from experiments.reproduce_similar import read_lines, write_lines  # noqa: E402  pylint: disable=wrong-import-position
+from experiments import dissimilar_report  # noqa: E402  pylint: disable=wrong-import-position
 
 # Teacher casing per language (the public teachers': bert-base-uncased, BERTurk cased, Google's
 # Chinese BERT lower-cases); any other language defaults to cased.
@@ -385,12 +387,8 @@ def main(argv=None) -> None:
     with open(os.path.join(results, f"run-{int(time.time())}.json"), "w", encoding="utf-8") as f:
         json.dump(dict(seconds=seconds, stages=stages, stage_seconds=clock.seconds,
                        args={k: v for k, v in vars(args).items()}), f, indent=2)
-    for part in ([f"teacher_curves/{lang}/curve.md" for lang in languages]
-                 + ["mlm/evaluation.md", "downstream/results.md"]):
-        path = os.path.join(results, part)
-        if os.path.exists(path):
-            print(open(path, encoding="utf-8").read())
-
+    # The page of results: every table side by side, the paper's numbers beside.
+    print(open(dissimilar_report.write_report(results), encoding="utf-8").read())
 
 if __name__ == "__main__":
     main()

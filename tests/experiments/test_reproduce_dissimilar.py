@@ -90,6 +90,16 @@ def test_every_stage_runs_on_tiny_settings_and_resumes(tmp_path):
     assert set(stage_seconds) == {"teachers", "teacher_curves", "vocab", "scoring", "students",
                                   "evaluate", "finetune"}
 
+    # The report puts every table side by side, with the paper's numbers.
+    report = (results / "report.md").read_text()
+    for heading in ("## Teachers: held-out masked-LM curve", "## Masked-LM, held-out",
+                    "## Downstream", "## Wall time per stage"):
+        assert heading in report
+    assert "| udpos | en |" in report and "BERT 96.6" in report
+    assert "| de (gold-only) | n/a |" in report
+    for figure in ("teacher_curves.png", "student_curves.png"):
+        assert (results / figure).read_bytes()[:4] == b"\x89PNG"
+
     # A rerun of the training stages finds everything done and keeps the recorded times.
     second = subprocess.run(_command(workspace, "--stages=teachers,teacher_curves,vocab,"
                                                 "scoring,students"),

@@ -1,0 +1,262 @@
+r"""The results of experiments/reproduce_dissimilar.py in one page, the paper's numbers beside.
+
+  python experiments/dissimilar_report.py --results workspace/reproduce_dissimilar/results
+
+Reads what the stages wrote (teacher_curves/*/curve.json, student_curves/*/curve.json,
+mlm/evaluation.json, downstream/results.json, stage_seconds.json; a missing part is left out)
+and writes report.md, teacher_curves.png and student_curves.png into the same folder. Nothing
+is computed here that the stages did not measure: this only lays the figures side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+
+# The paper's Table 2 (Student_dissimilar rows, dev/test as published): (task, language) ->
+# (teacher, student). Its zh POS is UD Chinese; ours is PKU's 44-tag set (another task).
+PAPER_TABLE2 = {
+    ("udpos", "en"): ("BERT", 96.6, 96.3),
+    ("udpos", "tr"): ("BERTurk", 95.6, 92.9),
+    ("udpos", "zh"): ("ChineseBERT", 96.9, 96.8),
+    ("ner", "tr"): ("BERTurk", 95.2, 95.4),
+    ("ner", "zh"): ("ChineseBERT", 83.0, 82.6),
+}
+PAPER_TABLE2_RDT = {"ner": -0.2, "udpos": -1.1}
+# The paper's Table 5 (XTREME average): gold-only SM2 vs distilled SM3, at the end and at 20%.
+PAPER_TABLE5 = {"SM2 (gold)": 75.4, "SM3 (gold+teacher)": 75.3,
+                "SM2_100k (gold, 20%)": 71.6, "SM3_100k (gold+teacher, 20%)": 74.5}
+
+
+def _load(path: str):
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _rdt(student: float, teacher: float) -> float:
+    return 100.0 * (student - teacher) / teacher if teacher else float("nan")
+
+
+def _score(model: dict) -> str:
+    """mean ± std in %, or the mean alone for a single seed."""
+    if model.get("std") is None:
+        return f"{100 * model['mean']:.2f}"
+    return f"{100 * model['mean']:.2f} ± {100 * model['std']:.2f}"
+
+
+def _drop(curve: list[dict], fraction: float) -> tuple[int, float]:
+    """(step, relative held-out loss drop from the point nearest (1 - fraction) to the end)."""
+    final = curve[-1]
+    target = (1.0 - fraction) * final["step"]
+    earlier = min(curve[:-1], key=lambda point: abs(point["step"] - target))
+    return earlier["step"], (earlier["loss"] - final["loss"]) / earlier["loss"]
+
+
+def teacher_section(results: str) -> list[str]:
+    curves = {os.path.basename(os.path.dirname(path)): _load(path) for path in
+              sorted(glob.glob(os.path.join(results, "teacher_curves", "*", "curve.json")))}
+    if not curves:
+        return []
+    lines = ["## Teachers: held-out masked-LM curve (their own vocabulary and masks)", "",
+             "| language | steps | held-out loss | accuracy % | frequent-token acc % | "
+             "unigram loss | loss drop, last 20% | flat (< 2%) | loss drop, last 50% |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for language, curve in curves.items():
+        points = curve["curve"]
+        final = points[-1]
+        flat = curve["flatness"]
+        half = _drop(points, 0.5) if len(points) > 1 else (None, float("nan"))
+        baseline = curve["baseline"] or {}
+        lines.append(
+            f"| {language} | {final['step']} | {final['loss']:.3f} | "
+            f"{100 * final['accuracy']:.2f} | "
+            f"{100 * baseline.get('frequent_token_accuracy', float('nan')):.2f} | "
+            f"{baseline.get('unigram_loss', float('nan')):.3f} | "
+            f"{100 * flat['relative_improvement']:.2f}% (from {flat['from_step']}) | "
+            f"{'yes' if flat['flat'] else 'NO'} | {100 * half[1]:.2f}% (from {half[0]}) |")
+    lines += ["", "![teacher curves](teacher_curves.png)", ""]
+    return lines
+
+
+def mlm_section(results: str) -> list[str]:
+    evaluation = _load(os.path.join(results, "mlm", "evaluation.json"))
+    if evaluation is None:
+        return []
+    finals = [name for name in evaluation["students"] if not name.endswith("_at_20pct")]
+    lines = ["## Masked-LM, held-out (the same masked positions for teacher and students)", "",
+             "| language | teacher acc % | " + " | ".join(
+                 f"{name} acc % | {name} RDT % | {name} @20% acc %" for name in finals) + " |",
+             "|---|---:|" + "---:|---:|---:|" * len(finals)]
+    for row in evaluation["rows"]:
+        teacher = row["teacher_accuracy"]
+        cells = [row["language"] + (" (gold-only)" if row.get("gold_only") else ""),
+                 "n/a" if teacher is None else f"{100 * teacher:.2f}"]
+        for name in finals:
+            student = row["students"][name]
+            early = row["students"].get(f"{name}_at_20pct")
+            cells += [f"{100 * student['accuracy']:.2f}",
+                      "n/a" if student["rdt"] is None else f"{student['rdt']:+.1f}",
+                      "—" if early is None else f"{100 * early['accuracy']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    average = ["average RDT", ""]
+    for name in finals:
+        early = evaluation["rdt_average"].get(name + "_at_20pct")
+        average += ["", f"{evaluation['rdt_average'][name]:+.1f}",
+                    "—" if early is None else f"RDT {early:+.1f}"]
+    lines.append("| " + " | ".join(average) + " |")
+    lines += ["", "At 20% the table gives accuracy; the last row gives the RDT of both points. "
+              "Paper Table 5 (XTREME average, downstream): "
+              + ", ".join(f"{k} {v}" for k, v in PAPER_TABLE5.items()) + ".", "",
+              "![student curves](student_curves.png)", ""]
+    return lines
+
+
+def downstream_section(results: str) -> list[str]:
+    downstream = _load(os.path.join(results, "downstream", "results.json"))
+    if downstream is None:
+        return []
+    students = downstream["students"]
+    header = ("| task | language | teacher | " + " | ".join(f"{s}" for s in students)
+              + " | " + " | ".join(f"RDT {s} %" for s in students)
+              + " | paper teacher | paper student | paper RDT % |")
+    lines = ["## Downstream (dev; mean ± std over seeds; Table 2 layout)", "", header,
+             "|---|---|---:|" + "---:|" * (2 * len(students)) + "---:|---:|---:|"]
+    last_epoch = total = 0
+    epochs = downstream["hyperparameters"]["epochs"]
+    for task in downstream["tasks"]:
+        models = task["models"]
+        teacher = [m for m in models if m["kind"] == "teacher"]
+        by_name = {m["name"]: m for m in models if m["kind"] == "student"}
+        for model in models:
+            total += len(model["best_epochs"])
+            last_epoch += sum(1 for epoch in model["best_epochs"] if epoch == epochs)
+        teacher_mean = sum(m["mean"] for m in teacher) / len(teacher) if teacher else None
+        cells = [task["name"], task["language"],
+                 " / ".join(_score(m) for m in teacher)]
+        cells += [_score(by_name[s]) if s in by_name else "—" for s in students]
+        cells += [f"{_rdt(by_name[s]['mean'], teacher_mean):+.1f}"
+                  if s in by_name and teacher_mean else "—" for s in students]
+        paper_key = ("udpos" if task["name"] in ("udpos", "pku_pos") else task["name"],
+                     task["language"])
+        paper = PAPER_TABLE2.get(paper_key)
+        if paper:
+            note = " (UD)" if task["name"] == "pku_pos" else ""
+            cells += [f"{paper[0]} {paper[1]}{note}", f"{paper[2]}",
+                      f"{_rdt(paper[2], paper[1]):+.1f}"]
+        else:
+            cells += ["—", "—", "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    rdt = downstream["rdt"]
+    summary = ["RDT per task (mean over languages)", "", ""] + ["" for _ in students]
+    summary += ["; ".join(f"{task} {rdt[task][s]['average']:+.1f}" for task in rdt
+                          if s in rdt[task]) for s in students]
+    summary += ["", "", "; ".join(f"{k} {v:+.1f}" for k, v in PAPER_TABLE2_RDT.items())]
+    lines.append("| " + " | ".join(summary) + " |")
+    lines += ["", f"Runs whose best dev epoch was the last ({epochs}): {last_epoch} of {total}.",
+              "", "![downstream](downstream/results.png)", ""]
+    return lines
+
+
+def timing_section(results: str) -> list[str]:
+    seconds = _load(os.path.join(results, "stage_seconds.json"))
+    if not seconds:
+        return []
+    total = sum(seconds.values())
+    return ["## Wall time per stage", "", "| stage | minutes |", "|---|---:|"] + [
+        f"| {stage} | {value / 60:.1f} |" for stage, value in seconds.items()] + [
+        f"| total | {total / 60:.1f} |", ""]
+
+
+def plot_teacher_curves(results: str, path: str) -> bool:
+    curves = {os.path.basename(os.path.dirname(p)): _load(p) for p in
+              sorted(glob.glob(os.path.join(results, "teacher_curves", "*", "curve.json")))}
+    if not curves:
+        return False
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for index, (language, curve) in enumerate(curves.items()):
+        color = f"C{index}"
+        steps = [p["step"] for p in curve["curve"]]
+        axes[0].plot(steps, [p["loss"] for p in curve["curve"]], "o-", color=color,
+                     label=f"teacher_{language}")
+        axes[1].plot(steps, [100 * p["accuracy"] for p in curve["curve"]], "o-", color=color,
+                     label=f"teacher_{language}")
+        if curve["baseline"]:
+            axes[0].axhline(curve["baseline"]["unigram_loss"], color=color, ls="--", lw=0.8)
+            axes[1].axhline(100 * curve["baseline"]["frequent_token_accuracy"], color=color,
+                            ls="--", lw=0.8)
+    axes[0].set(xlabel="step", ylabel="held-out MLM loss (dashed: unigram)")
+    axes[1].set(xlabel="step", ylabel="held-out accuracy % (dashed: frequent token)")
+    for axis in axes:
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def plot_student_curves(results: str, path: str) -> bool:
+    curves = {os.path.basename(os.path.dirname(p)): _load(p) for p in
+              sorted(glob.glob(os.path.join(results, "student_curves", "*", "curve.json")))}
+    evaluation = _load(os.path.join(results, "mlm", "evaluation.json"))
+    if not curves:
+        return False
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    languages = sorted(next(iter(curves.values()))["curve"][-1]["per_language"])
+    figure, axes = plt.subplots(1, len(languages), figsize=(3.4 * len(languages), 3.3),
+                                squeeze=False)
+    teacher_accuracy = {}
+    if evaluation:
+        for row in evaluation["rows"]:
+            if row["teacher_accuracy"] is not None:
+                teacher_accuracy[row["language"]] = row["teacher_accuracy"]
+    for axis, language in zip(axes[0], languages):
+        for index, (name, curve) in enumerate(curves.items()):
+            steps = [p["step"] for p in curve["curve"]]
+            axis.plot(steps, [100 * p["per_language"][language]["accuracy"]
+                              for p in curve["curve"]], "o-", color=f"C{index}", label=name)
+        if language in teacher_accuracy:
+            axis.axhline(100 * teacher_accuracy[language], color="k", ls="--", lw=0.8,
+                         label="teacher")
+        axis.set(title=language, xlabel="step", ylabel="held-out accuracy %")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def write_report(results: str) -> str:
+    """Writes report.md (+ the two figures) into `results`; returns the report's path."""
+    plot_teacher_curves(results, os.path.join(results, "teacher_curves.png"))
+    plot_student_curves(results, os.path.join(results, "student_curves.png"))
+    lines = ["# reproduce_dissimilar: results", ""]
+    for section in (teacher_section, mlm_section, downstream_section, timing_section):
+        lines += section(results)
+    path = os.path.join(results, "report.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", required=True, help="WORKSPACE/results of the experiment")
+    args = parser.parse_args()
+    print(open(write_report(args.results), encoding="utf-8").read())
+
+
+if __name__ == "__main__":
+    main()
