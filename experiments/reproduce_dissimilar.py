@@ -1,4 +1,4 @@
-r"""The paper's Table 2 at small scale: a Student_dissimilar analogue on en, tr, zh (+ gold-only de).
+r"""The paper's Table 2 at small scale: Student_dissimilar on en, tr, zh (+ gold-only de).
 
   python experiments/reproduce_dissimilar.py [--workspace workspace/reproduce_dissimilar]
       [--corpora path/to/shared/corpora] [--downstream path/to/shared/downstream]
@@ -45,6 +45,7 @@ numbers beside); docs/experiments/dissimilar.md is written from them.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -133,6 +134,28 @@ class StageClock:
             json.dump(self.seconds, f, indent=2)
 
 
+INPUTS_FILE = "inputs.sha256.json"
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _check_stamp(folder: str, stamp: dict[str, str]) -> None:
+    """Stops when finished shards were scored from other text than this run's."""
+    path = os.path.join(folder, INPUTS_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        recorded = json.load(f)
+    changed = sorted(lang for lang in set(recorded) | set(stamp)
+                     if recorded.get(lang) != stamp.get(lang))
+    if changed:
+        sys.exit(f"{folder} was scored from other text for {changed} ({path}): give another "
+                 "--heldout_name for another held-out set, or another --workspace")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", default=os.path.join(REPO, "workspace",
@@ -152,6 +175,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "LANG.txt); the students read every --transfer_every-th line")
     parser.add_argument("--dev_text", action="append", default=[],
                         help="LANG=FILE: a language's held-out text (default CORPORA/dev/LANG.txt)")
+    parser.add_argument("--heldout_name", default="dev",
+                        help="name of the held-out text set: its scored shards go to "
+                             "WORKSPACE/scored/NAME and its results to WORKSPACE/results (dev) "
+                             "or WORKSPACE/results_NAME, so another split (e.g. --heldout_name "
+                             "test --dev_text LANG=test.txt --task ...,test=FILE) is evaluated "
+                             "beside dev with the same teachers and students")
     parser.add_argument("--task", action="append", default=[],
                         help="a downstream task in finetuning.run's --task syntax (repeatable; "
                              "replaces the default tasks)")
@@ -201,7 +230,10 @@ def main(argv=None) -> None:
     ws = os.path.abspath(args.workspace)
     python = sys.executable
     logs = os.path.join(ws, "logs")
-    results = os.path.join(ws, "results")
+    if not args.heldout_name.replace("_", "").isalnum():
+        sys.exit(f"--heldout_name {args.heldout_name!r}: letters, digits and _ only")
+    heldout = args.heldout_name
+    results = os.path.join(ws, "results" if heldout == "dev" else f"results_{heldout}")
     os.makedirs(logs, exist_ok=True)
     clock = StageClock(os.path.join(results, "stage_seconds.json"))
     # S and P: the teachers' held-out examples follow the teacher config, the scored shards the
@@ -225,7 +257,7 @@ def main(argv=None) -> None:
         transfer[lang] = write_lines(os.path.join(ws, "corpora", lang, "transfer.txt"),
                                      lines[::args.transfer_every])
         dev_lines = read_lines(source_dev)[:args.dev_lines]
-        dev[lang] = write_lines(os.path.join(ws, "corpora", lang, "dev.txt"), dev_lines)
+        dev[lang] = write_lines(os.path.join(ws, "corpora", lang, f"{heldout}.txt"), dev_lines)
         role = "gold-only" if lang in gold_only else "teacher"
         print(f"  {lang} ({role}): train {len(lines)} lines, transfer "
               f"{len(lines[::args.transfer_every])}, held-out {len(dev_lines)}")
@@ -240,17 +272,18 @@ def main(argv=None) -> None:
             if os.path.exists(os.path.join(teachers[lang], "teacher.json")):
                 print(f"  teacher_{lang}: already there")
                 continue
-            clock.run("teachers", [python, "-m", "student.pretrain_teacher", f"--name=teacher_{lang}",
-                 f"--language={lang}", f"--input={train[lang]}",
-                 f"--vocab_size={args.teacher_vocab_size}",
-                 "--lower_case" if LOWER_CASE.get(lang, False) else "--nolower_case",
-                 f"--config_file={args.teacher_config}",
-                 f"--params_override=train.steps={args.teacher_steps},"
-                 f"train.checkpoint_interval={teacher_every},"
-                 f"train.max_checkpoints_to_keep={args.teacher_curve_points + 1}",
-                 f"--work_dir={teacher_work[lang]}",
-                 f"--output_dir={teachers[lang]}", f"--seed={SEED}", "--overwrite"],
-                os.path.join(logs, f"teacher_{lang}.log"))
+            command = [
+                python, "-m", "student.pretrain_teacher", f"--name=teacher_{lang}",
+                f"--language={lang}", f"--input={train[lang]}",
+                f"--vocab_size={args.teacher_vocab_size}",
+                "--lower_case" if LOWER_CASE.get(lang, False) else "--nolower_case",
+                f"--config_file={args.teacher_config}",
+                f"--params_override=train.steps={args.teacher_steps},"
+                f"train.checkpoint_interval={teacher_every},"
+                f"train.max_checkpoints_to_keep={args.teacher_curve_points + 1}",
+                f"--work_dir={teacher_work[lang]}", f"--output_dir={teachers[lang]}",
+                f"--seed={SEED}", "--overwrite"]
+            clock.run("teachers", command, os.path.join(logs, f"teacher_{lang}.log"))
         clock.finish("teachers", time.monotonic() - began)
     members = {f"teacher_{lang}": (teachers[lang], [lang]) for lang in languages}
 
@@ -262,20 +295,22 @@ def main(argv=None) -> None:
             if os.path.exists(os.path.join(out, "curve.json")):
                 print(f"  teacher_{lang}: already there")
                 continue
-            heldout = os.path.join(ws, "heldout_teacher_vocab", lang)
-            clock.run("teacher_curves", [python, "-m", "teacher_scoring.examples.create_examples", f"--input={dev[lang]}",
-                 f"--language={lang}", f"--vocab={os.path.join(teacher_work[lang], 'vocab.txt')}",
-                 "--lower_case" if LOWER_CASE.get(lang, False) else "--nolower_case",
-                 f"--teacher_name=teacher_{lang}",
-                 f"--seq_length={teacher_data['seq_length']}",
-                 f"--max_predictions_per_seq={teacher_data['max_predictions_per_seq']}",
-                 f"--seed={SEED + 2}",
-                 f"--output_dir={heldout}", "--overwrite"],
-                os.path.join(logs, f"heldout_{lang}.log"))
-            clock.run("teacher_curves", [python, "-m", "student.learning_curve",
-                 f"--model_dir={os.path.join(teacher_work[lang], 'model')}",
-                 f"--shards={lang}={heldout}", f"--output_dir={out}",
-                 f"--title=teacher_{lang}"], os.path.join(logs, f"teacher_curve_{lang}.log"))
+            # The held-out text in the teacher's own ids, masked like its training examples.
+            heldout_shards = os.path.join(ws, "heldout_teacher_vocab", heldout, lang)
+            command = [
+                python, "-m", "teacher_scoring.examples.create_examples",
+                f"--input={dev[lang]}", f"--language={lang}",
+                f"--vocab={os.path.join(teacher_work[lang], 'vocab.txt')}",
+                "--lower_case" if LOWER_CASE.get(lang, False) else "--nolower_case",
+                f"--teacher_name=teacher_{lang}", f"--seq_length={teacher_data['seq_length']}",
+                f"--max_predictions_per_seq={teacher_data['max_predictions_per_seq']}",
+                f"--seed={SEED + 2}", f"--output_dir={heldout_shards}", "--overwrite"]
+            clock.run("teacher_curves", command, os.path.join(logs, f"heldout_{lang}.log"))
+            command = [python, "-m", "student.learning_curve",
+                       f"--model_dir={os.path.join(teacher_work[lang], 'model')}",
+                       f"--shards={lang}={heldout_shards}", f"--output_dir={out}",
+                       f"--title=teacher_{lang}"]
+            clock.run("teacher_curves", command, os.path.join(logs, f"teacher_curve_{lang}.log"))
         clock.finish("teacher_curves", time.monotonic() - began)
 
     vocab_dir = os.path.join(ws, "vocab")
@@ -285,32 +320,39 @@ def main(argv=None) -> None:
         if os.path.exists(os.path.join(vocab_dir, "vocab.txt")):
             print("  already there")
         else:
-            clock.run("vocab", [python, "-m", "vocab.build_union"]
-                + [f"--teacher={name}={os.path.join(path, 'vocab.txt')}"
-                   for name, (path, _) in members.items()]
-                + [f"--output={vocab_dir}", "--overwrite"], os.path.join(logs, "vocab.log"))
+            command = ([python, "-m", "vocab.build_union"]
+                       + [f"--teacher={name}={os.path.join(path, 'vocab.txt')}"
+                          for name, (path, _) in members.items()]
+                       + [f"--output={vocab_dir}", "--overwrite"])
+            clock.run("vocab", command, os.path.join(logs, "vocab.log"))
         clock.finish("vocab", time.monotonic() - began)
 
-    scored = {split: os.path.join(ws, "scored", split) for split in ("train", "dev")}
+    scored = {"train": os.path.join(ws, "scored", "train"),
+              "dev": os.path.join(ws, "scored", heldout)}
     tokenizer_teachers = {lang: f"teacher_{args.gold_only_tokenizer}" for lang in gold_only}
     if "scoring" in stages:
-        banner("scoring: Beam job over the transfer subsets (train) and the held-out text (dev)")
+        banner("scoring: Beam job over the transfer subsets (train) and the held-out text")
         began = time.monotonic()
         for split, corpora, mode, seed in (("train", transfer, "best", SEED),
                                            ("dev", dev, "all", SEED + 1)):
+            stamp = dict(sorted((lang, _sha256(path)) for lang, path in corpora.items()))
             if all(os.path.exists(os.path.join(scored[split], lang, "manifest.json"))
                    for lang in corpora):
+                _check_stamp(scored[split], stamp)
                 print(f"  {split}: already there")
                 continue
-            config_path = write_lines(os.path.join(ws, "configs", f"scoring_{split}.yaml"), [])
+            name = "train" if split == "train" else heldout
+            config_path = write_lines(os.path.join(ws, "configs", f"scoring_{name}.yaml"), [])
             write_scoring_config(config_path, vocab_dir, scored[split], corpora, members, mode,
                                  student_data["seq_length"],
                                  student_data["max_predictions_per_seq"], seed,
                                  tokenizer_teachers=tokenizer_teachers,
                                  logits_dtype=student_data["logits_dtype"])
-            clock.run("scoring", [python, "-m", "beam_jobs.score_corpora", f"--config={config_path}",
-                 "--overwrite", "--direct_num_workers=2"],
-                os.path.join(logs, f"scoring_{split}.log"))
+            command = [python, "-m", "beam_jobs.score_corpora", f"--config={config_path}",
+                       "--overwrite", "--direct_num_workers=2"]
+            clock.run("scoring", command, os.path.join(logs, f"scoring_{name}.log"))
+            with open(os.path.join(scored[split], INPUTS_FILE), "w", encoding="utf-8") as f:
+                json.dump(stamp, f, indent=2)
         clock.finish("scoring", time.monotonic() - began)
 
     checkpoint_every = max(1, args.student_steps // 5)
@@ -330,17 +372,18 @@ def main(argv=None) -> None:
             if os.path.exists(os.path.join(student_dirs[name], "export", "vocab.txt")):
                 print(f"  {name}: already there")
                 continue
-            gold_override = ([f"--params_override=data.gold_only_languages=[{','.join(gold_only)}]"]
-                             if gold_only else [])
-            clock.run("students", [python, "student/train.py", f"--config_file={args.student_config}",
-                 f"--student_vocab={vocab_dir}"]
-                + [f"--shards={lang}={os.path.join(scored['train'], lang)}"
-                   for lang in languages + gold_only]
-                + [f"--model_dir={student_dirs[name]}",
-                   f"--params_override=train.steps={args.student_steps},"
-                   f"train.checkpoint_interval={checkpoint_every},"
-                   f"train.max_checkpoints_to_keep=10,{loss}"] + gold_override,
-                os.path.join(logs, f"student_{name}.log"))
+            command = ([python, "student/train.py", f"--config_file={args.student_config}",
+                        f"--student_vocab={vocab_dir}"]
+                       + [f"--shards={lang}={os.path.join(scored['train'], lang)}"
+                          for lang in languages + gold_only]
+                       + [f"--model_dir={student_dirs[name]}",
+                          f"--params_override=train.steps={args.student_steps},"
+                          f"train.checkpoint_interval={checkpoint_every},"
+                          f"train.max_checkpoints_to_keep=10,{loss}"])
+            if gold_only:
+                command.append("--params_override=data.gold_only_languages="
+                               f"[{','.join(gold_only)}]")
+            clock.run("students", command, os.path.join(logs, f"student_{name}.log"))
         clock.finish("students", time.monotonic() - began)
 
     if "evaluate" in stages:
@@ -348,37 +391,40 @@ def main(argv=None) -> None:
         began = time.monotonic()
         heldout_flags = [f"--shards={lang}={os.path.join(scored['dev'], lang)}"
                          for lang in languages + gold_only]
-        flags = [f"--student={name}={student_dirs[name]}/export" for name, _ in students]
-        flags += [f"--student={name}_at_20pct={student_dirs[name]}@{checkpoint_every}"
-                  for name, _ in students]
-        clock.run("evaluate", [python, "student/evaluate.py", f"--output_dir={os.path.join(results, 'mlm')}"]
-            + flags + heldout_flags, os.path.join(logs, "evaluate.log"))
+        command = ([python, "student/evaluate.py", f"--output_dir={os.path.join(results, 'mlm')}"]
+                   + [f"--student={name}={student_dirs[name]}/export" for name, _ in students]
+                   + [f"--student={name}_at_20pct={student_dirs[name]}@{checkpoint_every}"
+                      for name, _ in students] + heldout_flags)
+        clock.run("evaluate", command, os.path.join(logs, f"evaluate_{heldout}.log"))
         for name, _ in students:
-            clock.run("evaluate", [python, "-m", "student.learning_curve", f"--model_dir={student_dirs[name]}",
-                 f"--output_dir={os.path.join(results, 'student_curves', name)}",
-                 f"--title=student {name}"] + heldout_flags,
-                os.path.join(logs, f"student_curve_{name}.log"))
+            command = [python, "-m", "student.learning_curve",
+                       f"--model_dir={student_dirs[name]}",
+                       f"--output_dir={os.path.join(results, 'student_curves', name)}",
+                       f"--title=student {name}"] + heldout_flags
+            clock.run("evaluate", command,
+                      os.path.join(logs, f"student_curve_{name}_{heldout}.log"))
         clock.finish("evaluate", time.monotonic() - began)
 
     if "finetune" in stages:
         banner("fine-tuning: teacher vs students, the same hyperparameters, several seeds")
         began = time.monotonic()
+        downstream = os.path.abspath(args.downstream)
         tasks = args.task or [
             f"name={name},type={kind},language={lang},"
-            f"train={os.path.join(os.path.abspath(args.downstream), train_file)},"
-            f"dev={os.path.join(os.path.abspath(args.downstream), dev_file)}"
+            f"train={os.path.join(downstream, train_file)},"
+            f"dev={os.path.join(downstream, dev_file)}"
             for name, kind, lang, train_file, dev_file in DEFAULT_TASKS if lang in languages]
-        command = [python, "-m", "finetuning.run",
-                   f"--output_dir={os.path.join(results, 'downstream')}",
-                   f"--seeds={args.finetune_seeds}", f"--epochs={args.finetune_epochs}",
-                   f"--learning_rate={args.finetune_learning_rate}",
-                   f"--seq_length={args.finetune_seq_length}",
-                   f"--max_train_examples={args.finetune_max_train}",
-                   f"--max_eval_examples={args.finetune_max_eval}"]
-        command += [f"--task={task}" for task in tasks]
-        command += [f"--teacher={lang}={teachers[lang]}" for lang in languages]
-        command += [f"--student={name}={student_dirs[name]}/export" for name, _ in students]
-        clock.run("finetune", command, os.path.join(logs, "finetune.log"))
+        command = ([python, "-m", "finetuning.run",
+                    f"--output_dir={os.path.join(results, 'downstream')}",
+                    f"--seeds={args.finetune_seeds}", f"--epochs={args.finetune_epochs}",
+                    f"--learning_rate={args.finetune_learning_rate}",
+                    f"--seq_length={args.finetune_seq_length}",
+                    f"--max_train_examples={args.finetune_max_train}",
+                    f"--max_eval_examples={args.finetune_max_eval}"]
+                   + [f"--task={task}" for task in tasks]
+                   + [f"--teacher={lang}={teachers[lang]}" for lang in languages]
+                   + [f"--student={name}={student_dirs[name]}/export" for name, _ in students])
+        clock.run("finetune", command, os.path.join(logs, f"finetune_{heldout}.log"))
         clock.finish("finetune", time.monotonic() - began)
 
     seconds = time.monotonic() - start

@@ -109,6 +109,23 @@ def test_every_stage_runs_on_tiny_settings_and_resumes(tmp_path):
     assert "$ " not in second.stdout
     assert json.loads((results / "stage_seconds.json").read_text()) == stage_seconds
 
+    # Other held-out text under its own name: scored and evaluated beside dev, dev untouched.
+    dev_evaluation = (results / "mlm" / "evaluation.json").read_text()
+    third = subprocess.run(_command(workspace, "--heldout_name=other", "--dev_lines=30",
+                                    "--stages=scoring,evaluate"),
+                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    other = json.loads((workspace / "results_other" / "mlm" / "evaluation.json").read_text())
+    assert {row["language"] for row in other["rows"]} == {"en", "tr", "de"}
+    assert sum(row["tokens"] for row in other["rows"]) < sum(row["tokens"] for row in mlm["rows"])
+    assert (results / "mlm" / "evaluation.json").read_text() == dev_evaluation
+    # The same name with other text is refused, naming the folder and the languages.
+    clash = subprocess.run(_command(workspace, "--heldout_name=other", "--dev_lines=20",
+                                    "--stages=scoring"),
+                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert clash.returncode != 0
+    assert "scored/other was scored from other text for ['de', 'en', 'tr']" in clash.stderr
+
 
 def test_refuses_a_gold_only_language_that_has_a_teacher(tmp_path):
     result = subprocess.run(
