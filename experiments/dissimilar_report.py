@@ -171,6 +171,17 @@ def timing_section(results: str) -> list[str]:
         f"| total | {total / 60:.1f} |", ""]
 
 
+def _save(figure, axes, path: str) -> None:
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    for axis in axes:
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def plot_teacher_curves(results: str, path: str) -> bool:
     curves = {os.path.basename(os.path.dirname(p)): _load(p) for p in
               sorted(glob.glob(os.path.join(results, "teacher_curves", "*", "curve.json")))}
@@ -194,12 +205,7 @@ def plot_teacher_curves(results: str, path: str) -> bool:
                             ls="--", lw=0.8)
     axes[0].set(xlabel="step", ylabel="held-out MLM loss (dashed: unigram)")
     axes[1].set(xlabel="step", ylabel="held-out accuracy % (dashed: frequent token)")
-    for axis in axes:
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, axes, path)
     return True
 
 
@@ -230,11 +236,7 @@ def plot_student_curves(results: str, path: str) -> bool:
             axis.axhline(100 * teacher_accuracy[language], color="k", ls="--", lw=0.8,
                          label="teacher")
         axis.set(title=language, xlabel="step", ylabel="held-out accuracy %")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, axes[0], path)
     return True
 
 
