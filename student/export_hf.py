@@ -227,14 +227,8 @@ CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 
 
 def _regex_class(codepoints) -> str:
     """A `tokenizers` (Oniguruma) character class matching exactly `codepoints`."""
-    ranges = []
-    for cp in sorted(codepoints):
-        if ranges and ranges[-1][1] == cp - 1:
-            ranges[-1][1] = cp
-        else:
-            ranges.append([cp, cp])
     return "[" + "".join(f"\\x{{{lo:X}}}" if lo == hi else f"\\x{{{lo:X}}}-\\x{{{hi:X}}}"
-                         for lo, hi in ranges) + "]"
+                         for lo, hi in tokenization.codepoint_ranges(codepoints)) + "]"
 
 
 @functools.lru_cache(maxsize=None)

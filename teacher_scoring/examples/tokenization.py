@@ -122,18 +122,21 @@ def read_vocab(path: str) -> list[str]:
 # parity holds for the Python version running (Unicode 14.0 for Python 3.11).
 
 
-def _char_class(codepoints: Iterable[int]) -> str:
-    """A regex character class matching exactly `codepoints` (sorted, compact ranges)."""
-    ranges = []
-    for cp in sorted(codepoints):
+def codepoint_ranges(codepoints: Iterable[int]) -> list[tuple[int, int]]:
+    """The distinct code points as sorted inclusive runs [(lo, hi), ...]."""
+    ranges: list[list[int]] = []
+    for cp in sorted(set(codepoints)):
         if ranges and ranges[-1][1] == cp - 1:
             ranges[-1][1] = cp
         else:
             ranges.append([cp, cp])
-    parts = []
-    for lo, hi in ranges:
-        parts.append(f"\\U{lo:08x}" if lo == hi else f"\\U{lo:08x}-\\U{hi:08x}")
-    return "[" + "".join(parts) + "]"
+    return [(lo, hi) for lo, hi in ranges]
+
+
+def _char_class(codepoints: Iterable[int]) -> str:
+    """A Python regex character class matching exactly `codepoints`."""
+    return "[" + "".join(f"\\U{lo:08x}" if lo == hi else f"\\U{lo:08x}-\\U{hi:08x}"
+                         for lo, hi in codepoint_ranges(codepoints)) + "]"
 
 
 _ASTRAL = re.compile(r"[\U00010000-\U0010ffff]")
