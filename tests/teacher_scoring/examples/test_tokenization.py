@@ -230,13 +230,19 @@ def test_parity_multilingual_vocab_all_text_and_fast_tokenizer(vocab_dir, lower_
 @pytest.mark.parametrize("lower_case", [False, True], ids=["cased", "uncased"])
 def test_parity_every_code_point(vocab_dir, lower_case):
     """Whitespace, control, punctuation, CJK and case/accent handling of each character."""
-    lines = tokenizer_parity.code_point_probe_texts(astral_step=61)
+    _assert_character_vocab_parity(vocab_dir, "every code point",
+                                   tokenizer_parity.code_point_probe_texts(astral_step=61),
+                                   lower_case)
+
+
+def _assert_character_vocab_parity(vocab_dir, what, lines, lower_case):
+    """Ours equals HF's slow tokenizer on `lines`, over a vocab of their characters."""
     tokens = tokenizer_parity.char_vocab(lines)
-    path = write(vocab_dir, f"chars-{lower_case}", tokens)
+    path = write(vocab_dir, f"{what.replace(' ', '_')}-{lower_case}", tokens)
     ours = TeacherTokenizer(tokens, lower_case).tokenize(lines)
     slow = tokenizer_parity.hf_slow_ids(tokenizer_parity.hf_slow_tokenizer(path, lower_case),
                                         lines)
-    assert_same_ids(ours, slow, lines, tokens, f"every code point, lower_case={lower_case}")
+    assert_same_ids(ours, slow, lines, tokens, f"{what}, lower_case={lower_case}")
 
 
 EDGE_CASES = [
@@ -265,12 +271,7 @@ EDGE_CASES = [
 
 @pytest.mark.parametrize("lower_case", [False, True], ids=["cased", "uncased"])
 def test_parity_edge_cases(vocab_dir, lower_case):
-    tokens = tokenizer_parity.char_vocab(EDGE_CASES)
-    path = write(vocab_dir, f"edge-{lower_case}", tokens)
-    ours = TeacherTokenizer(tokens, lower_case).tokenize(EDGE_CASES)
-    slow = tokenizer_parity.hf_slow_ids(tokenizer_parity.hf_slow_tokenizer(path, lower_case),
-                                        EDGE_CASES)
-    assert_same_ids(ours, slow, EDGE_CASES, tokens, f"edge cases, lower_case={lower_case}")
+    _assert_character_vocab_parity(vocab_dir, "edge cases", EDGE_CASES, lower_case)
 
 
 def test_parity_edge_cases_bert_base_uncased(bert_uncased):
