@@ -11,6 +11,7 @@ from absl import logging
 import tensorflow as tf
 
 from teacher_scoring.teachers import teacher as teacher_lib
+from teacher_scoring.teachers.loaders import bert_mlm
 from teacher_scoring.teachers.loaders.bert_mlm import LoaderError
 from teacher_scoring.examples.tokenization import VocabError, read_vocab
 
@@ -149,3 +150,30 @@ def make_teacher(path: str, format_name: str, vocab: list[str], lower_case: bool
                                    format=format_name, path=path, **kwargs)
     except teacher_lib.TeacherError as error:
         raise LoaderError(f"{path}: {error}") from error
+
+
+def read_bert_folder(path: str, config_file: str, parse_config, format_name: str, layout: str):
+    """Checks a BERT folder (Google or Hugging Face) and reads what both layouts hold.
+
+    Returns (config: bert_mlm.BertConfig, config_path, vocab, metadata from teacher.json).
+    """
+    check_folder(path)
+    require_files(path, [config_file, VOCAB_TXT], format_name, layout)
+    config_path = os.path.join(path, config_file)
+    config = parse_config(read_json(config_path), config_path)
+    vocab = load_vocab(os.path.join(path, VOCAB_TXT))
+    metadata = load_metadata(os.path.join(path, teacher_lib.TEACHER_JSON))
+    return config, config_path, vocab, metadata
+
+
+def teacher_from_google_weights(path: str, format_name: str, config, weights, has_head: bool,
+                                vocab: list[str], lower_case: bool,
+                                metadata: teacher_lib.TeacherMetadata, name: str | None,
+                                languages: Sequence[str]) -> teacher_lib.Teacher:
+    """Builds the tf-models BERT MLM, assigns Google-named weights and wraps it as a Teacher."""
+    model = bert_mlm.build_bert_mlm(config)
+    bert_mlm.assign_google_weights(model, config, weights, with_head=has_head)
+    return make_teacher(
+        path, format_name, vocab, lower_case, metadata, name, languages,
+        bert_mlm.mlm_logits_fn(model.encoder_network, model.masked_lm),
+        max_sequence_length=config.max_position_embeddings, model=model, config=config)

@@ -97,13 +97,9 @@ def find_checkpoint(path: str) -> str:
 def load(path: str, name: str | None = None, languages: Sequence[str] = (),
          allow_random_mlm_head: bool = False) -> teacher_lib.Teacher:
     """Loads a Google-BERT checkpoint folder as a Teacher (BertPretrainerV2 on tf-models)."""
-    common.check_folder(path)
-    common.require_files(path, [CONFIG_FILE, common.VOCAB_TXT], FORMAT, LAYOUT)
+    config, config_path, vocab, metadata = common.read_bert_folder(
+        path, CONFIG_FILE, parse_config, FORMAT, LAYOUT)
     prefix = find_checkpoint(path)
-    config_path = os.path.join(path, CONFIG_FILE)
-    config = parse_config(common.read_json(config_path), config_path)
-    vocab = common.load_vocab(os.path.join(path, common.VOCAB_TXT))
-    metadata = common.load_metadata(os.path.join(path, teacher_lib.TEACHER_JSON))
     lower_case = metadata.lower_case
     if lower_case is None:
         by_name = common.lower_case_from_release_name(path)
@@ -125,11 +121,7 @@ def load(path: str, name: str | None = None, languages: Sequence[str] = (),
     has_head = bert_mlm.check_google_weights(
         shapes, config, len(vocab), f"{prefix} (with {config_path})",
         allow_random_mlm_head=allow_random_mlm_head)
-    model = bert_mlm.build_bert_mlm(config)
     names = bert_mlm.google_variable_shapes(config, with_head=has_head)
     weights = {n: reader.get_tensor(n) for n in names if n in shapes}
-    bert_mlm.assign_google_weights(model, config, weights, with_head=has_head)
-    return common.make_teacher(
-        path, FORMAT, vocab, lower_case, metadata, name, languages,
-        bert_mlm.mlm_logits_fn(model.encoder_network, model.masked_lm),
-        max_sequence_length=config.max_position_embeddings, model=model, config=config)
+    return common.teacher_from_google_weights(path, FORMAT, config, weights, has_head, vocab,
+                                              lower_case, metadata, name, languages)

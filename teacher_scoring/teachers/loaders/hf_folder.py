@@ -338,13 +338,9 @@ def _google_name_of(sources: Mapping[str, tuple[str, bool]]):
 def load(path: str, name: str | None = None, languages: Sequence[str] = (),
          allow_random_mlm_head: bool = False) -> teacher_lib.Teacher:
     """Loads a Hugging Face BERT folder as a Teacher (BertPretrainerV2 on tf-models)."""
-    common.check_folder(path)
-    common.require_files(path, [CONFIG_FILE, common.VOCAB_TXT], FORMAT, LAYOUT)
+    config, config_path, vocab, metadata = common.read_bert_folder(
+        path, CONFIG_FILE, parse_config, FORMAT, LAYOUT)
     files = weight_files(path)
-    config_path = os.path.join(path, CONFIG_FILE)
-    config = parse_config(common.read_json(config_path), config_path)
-    vocab = common.load_vocab(os.path.join(path, common.VOCAB_TXT))
-    metadata = common.load_metadata(os.path.join(path, teacher_lib.TEACHER_JSON))
     lower_case = read_lower_case(path)
     if lower_case is not None and metadata.lower_case not in (None, lower_case):
         raise LoaderError(f"{path}: {teacher_lib.TEACHER_JSON} says lower_case="
@@ -374,12 +370,8 @@ def load(path: str, name: str | None = None, languages: Sequence[str] = (),
         value = np.asarray(arrays[key], np.float32)
         weights[google] = value.T if transpose else value
     del arrays
-    model = bert_mlm.build_bert_mlm(config)
-    bert_mlm.assign_google_weights(model, config, weights, with_head=has_head)
-    return common.make_teacher(
-        path, FORMAT, vocab, lower_case, metadata, name, languages,
-        bert_mlm.mlm_logits_fn(model.encoder_network, model.masked_lm),
-        max_sequence_length=config.max_position_embeddings, model=model, config=config)
+    return common.teacher_from_google_weights(path, FORMAT, config, weights, has_head, vocab,
+                                              lower_case, metadata, name, languages)
 
 
 def _check_tied_decoder(arrays: Mapping[str, np.ndarray], sources, where: str) -> None:
