@@ -14,6 +14,11 @@ import argparse
 import glob
 import json
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from student import learning_curve  # noqa: E402  pylint: disable=wrong-import-position
 
 # The paper's Table 2 (Student_dissimilar rows, dev/test as published): (task, language) ->
 # (teacher, student). Its zh POS is UD Chinese; ours is PKU's 44-tag set (another task).
@@ -41,19 +46,15 @@ def _rdt(student: float, teacher: float) -> float:
     return 100.0 * (student - teacher) / teacher if teacher else float("nan")
 
 
+def _percent(fraction: float | None) -> str:
+    return "—" if fraction is None else f"{100 * fraction:.2f}%"
+
+
 def _score(model: dict) -> str:
     """mean ± std in %, or the mean alone for a single seed."""
     if model.get("std") is None:
         return f"{100 * model['mean']:.2f}"
     return f"{100 * model['mean']:.2f} ± {100 * model['std']:.2f}"
-
-
-def _drop(curve: list[dict], fraction: float) -> tuple[int, float]:
-    """(step, relative held-out loss drop from the point nearest (1 - fraction) to the end)."""
-    final = curve[-1]
-    target = (1.0 - fraction) * final["step"]
-    earlier = min(curve[:-1], key=lambda point: abs(point["step"] - target))
-    return earlier["step"], (earlier["loss"] - final["loss"]) / earlier["loss"]
 
 
 def teacher_section(results: str) -> list[str]:
@@ -69,15 +70,16 @@ def teacher_section(results: str) -> list[str]:
         points = curve["curve"]
         final = points[-1]
         flat = curve["flatness"]
-        half = _drop(points, 0.5) if len(points) > 1 else (None, float("nan"))
+        half = learning_curve.relative_improvement(points, 0.5)
         baseline = curve["baseline"] or {}
         lines.append(
             f"| {language} | {final['step']} | {final['loss']:.3f} | "
             f"{100 * final['accuracy']:.2f} | "
             f"{100 * baseline.get('frequent_token_accuracy', float('nan')):.2f} | "
             f"{baseline.get('unigram_loss', float('nan')):.3f} | "
-            f"{100 * flat['relative_improvement']:.2f}% (from {flat['from_step']}) | "
-            f"{'yes' if flat['flat'] else 'NO'} | {100 * half[1]:.2f}% (from {half[0]}) |")
+            f"{_percent(flat['relative_improvement'])} (from {flat['from_step']}) | "
+            f"{'yes' if flat['flat'] else 'NO'} | "
+            f"{_percent(half['relative_improvement'])} (from {half['from_step']}) |")
     lines += ["", "![teacher curves](teacher_curves.png)", ""]
     return lines
 

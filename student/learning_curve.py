@@ -170,29 +170,35 @@ def learning_curve(model_dir: str, shards: dict[str, str], window: float = 0.2,
                         training_shards=train_dirs, correct=collections.Counter(),
                         loss_sum=collections.Counter())
 
+    def batches():
+        for language, shard_dir in held_out.items():
+            _, dataset = _records(shard_dir, language, batch_size)
+            for batch in dataset:
+                real = batch[record_schema.MASKED_LM_WEIGHTS].numpy() > 0
+                yield language, batch, batch[record_schema.MASKED_LM_IDS].numpy(), real
+
+    # Token counts and baselines need no model.
     tokens = collections.Counter()
+    for language, _, gold, real in batches():
+        tokens[language] += int(real.sum())
+        if baseline is not None:
+            baseline["correct"][language] += int((gold[real] == frequent).sum())
+            baseline["loss_sum"][language] += float(-unigram_log_probs[gold[real]].sum())
+    for language, shard_dir in held_out.items():
+        if tokens[language] == 0:
+            raise LearningCurveError(f"{shard_dir}: no masked token for {language!r}")
+    # One checkpoint in memory at a time (a BERT-base run keeps several).
     correct = {step: collections.Counter() for step in kept}
     loss_sum = {step: collections.Counter() for step in kept}
-    models = {step: evaluate_lib.CheckpointStudent(f"step {step}", f"{model_dir}@{step}")
-              for step in kept}
-    for language, shard_dir in held_out.items():
-        _, dataset = _records(shard_dir, language, batch_size)
-        for batch in dataset:
-            real = batch[record_schema.MASKED_LM_WEIGHTS].numpy() > 0
-            gold = batch[record_schema.MASKED_LM_IDS].numpy()
-            tokens[language] += int(real.sum())
-            if baseline is not None:
-                baseline["correct"][language] += int((gold[real] == frequent).sum())
-                baseline["loss_sum"][language] += float(-unigram_log_probs[gold[real]].sum())
-            for step, model in models.items():
-                log_probs = model.log_probs(batch)
-                gold_log_prob = tf.gather(log_probs, gold, batch_dims=2).numpy()
-                argmax = tf.argmax(log_probs, axis=-1, output_type=tf.int32).numpy()
-                correct[step][language] += int((argmax == gold)[real].sum())
-                loss_sum[step][language] += float(-gold_log_prob[real].sum())
-    for language, count in tokens.items():
-        if count == 0:
-            raise LearningCurveError(f"{held_out[language]}: no masked token for {language!r}")
+    for step in kept:
+        model = evaluate_lib.CheckpointStudent(f"step {step}", f"{model_dir}@{step}")
+        for language, batch, gold, real in batches():
+            log_probs = model.log_probs(batch)
+            gold_log_prob = tf.gather(log_probs, gold, batch_dims=2).numpy()
+            argmax = tf.argmax(log_probs, axis=-1, output_type=tf.int32).numpy()
+            correct[step][language] += int((argmax == gold)[real].sum())
+            loss_sum[step][language] += float(-gold_log_prob[real].sum())
+        del model
 
     total = sum(tokens.values())
     curve = []
