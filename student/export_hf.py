@@ -16,6 +16,12 @@ student tokenizer in tokenizer/, `student/tokenizer.py`) and writes
                          the student's pooler is never trained (no NSP), so nothing is lost.
     tokenizers/<lang>/   one tokenizer a language the student was trained on:
                          tokenizer.json, tokenizer_config.json, special_tokens_map.json, vocab.txt
+    languages/<lang>/    the model for that language, ready for pipeline("fill-mask"): the same
+                         weights and config.json, and the language's tokenizer files, except that
+                         the output bias is MASKED_BIAS (-1e4) at every id the language's
+                         tokenizer cannot produce (see "Fill-mask" below); languages served by
+                         one teacher share one model.safetensors (a hard link where the file
+                         system allows). Left out with language_models=False (--nolanguage_models).
     vocab.txt, tokenizer.json, tokenizer_config.json, special_tokens_map.json
                          the default tokenizer (see `default_teacher`), so that
                          `AutoTokenizer.from_pretrained(OUT)` works too.
@@ -40,6 +46,16 @@ The tokenizer adds [CLS] ... [SEP] (and [SEP] B [SEP] with type ids 1 for pairs)
 [PAD]=0; a literal "[MASK]" in the text is the mask token (for `pipeline("fill-mask")`), whereas
 the project tokenizer reads special-token strings as text. `model_max_length` is the student's
 training sequence length S (data.seq_length): positions beyond it were never trained.
+
+Fill-mask. The root model is the student as trained: its MLM head scores the whole union
+vocabulary. A language's tokenizer holds a placeholder `[md-unused-i]` at every id its teacher
+lacks, so the root model with that tokenizer can predict, and `pipeline("fill-mask")` then shows,
+a placeholder (a token of another teacher; seen on es held-out text). `languages/<lang>/` is the
+model of that language: its output bias is MASKED_BIAS at the ids whose line in the language's
+vocab.txt is not the student token, so their logits are about 1e4 below every token the language
+can produce (softmax probability 0 in float32 and float16) and fill-mask shows only the
+language's own tokens, ranked and scored as the student's softmax restricted to them. Every other
+weight, and the logits at the language's ids, are the root model's.
 
 Refused, before anything is written (the message names the config field and value): a
 factorised word embedding (`model.encoder.bert_v2.embedding_size` != hidden_size, e.g.
@@ -94,6 +110,11 @@ VOCAB_FILE = "vocab.txt"
 LANGUAGES_FILE = "languages.json"
 MODEL_CARD_FILE = "README.md"
 TOKENIZERS_DIR = "tokenizers"
+LANGUAGE_MODELS_DIR = "languages"
+OUTPUT_BIAS = "cls.predictions.bias"  # BertForMaskedLM's output bias (the decoder is tied)
+# The output bias of ids a language's tokenizer cannot produce, in its languages/<lang> model: far
+# below any logit of a trained BERT (|logit| of the order of 10), representable in float16.
+MASKED_BIAS = -1.0e4
 
 # In the student export (student/export.py, student/tokenizer.py).
 EXPORT_PARAMS = "params.yaml"
@@ -405,6 +426,60 @@ def write_tokenizer(folder: str, vocab: Sequence[str], lower_case: bool,
         f.write("".join(token + "\n" for token in vocab))
 
 
+def producible_ids(vocab: Sequence[str], student_tokens: Sequence[str]) -> np.ndarray:
+    """bool [V]: the student ids a language's tokenizer can produce (and so decodes to a word).
+
+    Line i of the tokenizer's vocab.txt (`vocab`, a teacher's student-space vocabulary) is either
+    the student token i, which WordPiece can produce, or a placeholder, which it never produces.
+    """
+    if len(vocab) != len(student_tokens):
+        raise ExportHFError(f"a tokenizer vocabulary has {len(vocab)} lines but the student "
+                            f"vocabulary {len(student_tokens)}")
+    return np.array([a == b for a, b in zip(vocab, student_tokens)], dtype=bool)
+
+
+def language_output_bias(bias: np.ndarray, producible: np.ndarray) -> np.ndarray:
+    """The output bias of a language's model: the student's at `producible` ids, MASKED_BIAS
+    elsewhere."""
+    return np.where(producible, bias, np.asarray(MASKED_BIAS, bias.dtype)).astype(bias.dtype)
+
+
+def write_language_models(root: str, languages: Mapping[str, "LanguageTokenizer"],
+                          vocabs: Mapping[str, Sequence[str]], student_tokens: Sequence[str],
+                          model_max_length: int) -> dict[str, str]:
+    """Writes languages/<lang>/ for every language: the root model (root/config.json,
+    root/model.safetensors) with its output bias masked to the language's producible ids, and
+    the language's tokenizer. Languages of one teacher share one weights file (hard link, else
+    a copy). Returns language -> folder (relative to root)."""
+    import safetensors.numpy  # pylint: disable=import-outside-toplevel
+
+    tensors = safetensors.numpy.load_file(os.path.join(root, WEIGHTS_FILE))
+    if OUTPUT_BIAS not in tensors:
+        raise ExportHFError(f"{os.path.join(root, WEIGHTS_FILE)}: no {OUTPUT_BIAS!r}")
+    bias = tensors[OUTPUT_BIAS]
+    written: dict[str, str] = {}  # teacher -> its first weights file
+    folders = {}
+    for language, entry in sorted(languages.items()):
+        relative = os.path.join(LANGUAGE_MODELS_DIR, language)
+        folder = os.path.join(root, relative)
+        write_tokenizer(folder, vocabs[entry.teacher], entry.lower_case, model_max_length)
+        shutil.copyfile(os.path.join(root, CONFIG_FILE), os.path.join(folder, CONFIG_FILE))
+        weights = os.path.join(folder, WEIGHTS_FILE)
+        if entry.teacher in written:
+            try:
+                os.link(written[entry.teacher], weights)
+            except OSError:
+                shutil.copyfile(written[entry.teacher], weights)
+        else:
+            producible = producible_ids(vocabs[entry.teacher], student_tokens)
+            safetensors.numpy.save_file(
+                {**tensors, OUTPUT_BIAS: language_output_bias(bias, producible)}, weights,
+                metadata={"format": "pt"})
+            written[entry.teacher] = weights
+        folders[language] = relative
+    return folders
+
+
 def _write_json(path: str, data) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -436,6 +511,7 @@ class CardInfo:
     default_teacher: str
     fallback_teacher: str | None
     teachers: dict[str, TeacherInfo]
+    language_models: bool = True  # languages/<lang>/ written
 
 
 def model_card(info: CardInfo) -> str:
@@ -499,9 +575,26 @@ def model_card(info: CardInfo) -> str:
         f"{example}\")`.) A tokenizer adds `[CLS] ... [SEP]` (`[CLS] A [SEP] B [SEP]` with "
         "token type ids 1 on B for pairs) and gives exactly the student ids of the project's "
         "tokenizer (`student.tokenizer.StudentTokenizer`). A literal `[MASK]` in the text is "
-        "the mask token, so `pipeline(\"fill-mask\", model=model, tokenizer=tokenizer)` "
-        "works.",
+        "the mask token.",
         "",
+        *(["For fill-mask use the language's folder, which holds its tokenizer and the model "
+           "with its output restricted to the tokens that tokenizer can produce:",
+           "",
+           "```python",
+           "from transformers import pipeline",
+           f"fill = pipeline(\"fill-mask\", model=\"PATH/{LANGUAGE_MODELS_DIR}/{example}\")",
+           "```",
+           "",
+           f"(`{LANGUAGE_MODELS_DIR}/<lang>` differs from the root model only in the output "
+           f"bias: {MASKED_BIAS:g} at the ids the language's tokenizer never produces.) The "
+           "root model scores the whole union vocabulary, so with a language's tokenizer its "
+           "best ids can be tokens of another teacher, which that tokenizer shows as "
+           "placeholders (`[md-unused-i]`).", ""]
+          if info.language_models else
+          ["The root model scores the whole union vocabulary, so with a language's tokenizer "
+           "its best ids can be tokens of another teacher, which that tokenizer shows as "
+           "placeholders (`[md-unused-i]`); this export was written without the per-language "
+           "fill-mask models (`--nolanguage_models`).", ""]),
         "## Teachers and vocabulary",
         "",
         f"Student vocabulary: {bert.vocab_size:,} tokens, sha256 `{info.vocab_sha256}`.",
@@ -551,16 +644,20 @@ def _check_output_dir(output_dir: str, overwrite: bool) -> None:
                                 "replace it")
 
 
-def export_hf(export_dir: str, output_dir: str, overwrite: bool = False) -> dict:
+def export_hf(export_dir: str, output_dir: str, overwrite: bool = False,
+              language_models: bool = True) -> dict:
     """Writes the Hugging Face folder of a student export (layout in the module docstring).
 
     Args:
       export_dir: model_dir/export of student/train.py, with the student tokenizer.
       output_dir: the folder to write (local).
       overwrite: replace an existing previous export at output_dir.
+      language_models: also write languages/<lang>/, a fill-mask model per language (one
+        weights file per teacher serving a trained language).
 
     Returns:
-      A summary: output_dir, languages (lang -> tokenizer folder), default_teacher, step.
+      A summary: output_dir, languages (lang -> tokenizer folder), language_models (lang ->
+      model folder; empty without them), default_teacher, step.
 
     Raises:
       ExportHFError: a missing export file, a student HF cannot represent, an output folder that
@@ -594,6 +691,7 @@ def export_hf(export_dir: str, output_dir: str, overwrite: bool = False) -> dict
     if root_teacher not in teachers:
         teachers.append(root_teacher)  # a fallback teacher that no trained language uses
     vocabs = {name: hf_vocab(student_tokenizer.student_space_vocab(name)) for name in teachers}
+    student_tokens = tokenization.read_vocab(os.path.join(export_dir, EXPORT_VOCAB))
 
     # The model (still nothing written): restore, then check it is a BERT the format holds.
     pretrainer = load_pretrainer(config, checkpoint_prefix)
@@ -621,11 +719,14 @@ def export_hf(export_dir: str, output_dir: str, overwrite: bool = False) -> dict
             folders[language] = folder
         write_tokenizer(staging, vocabs[root_teacher], student_tokenizer.lower_case(root_teacher),
                         seq_length)
+        model_folders = (write_language_models(staging, languages, vocabs, student_tokens,
+                                               seq_length) if language_models else {})
         _write_json(os.path.join(staging, LANGUAGES_FILE), {
             "default_teacher": root_teacher,
             "fallback_teacher": student_tokenizer.fallback_teacher,
             "languages": {lang: {"teacher": entry.teacher, "lower_case": entry.lower_case,
-                                 "tokenizer": folders[lang]}
+                                 "tokenizer": folders[lang],
+                                 **({"model": model_folders[lang]} if model_folders else {})}
                           for lang, entry in sorted(languages.items())},
             "vocab_sha256": student_tokenizer.vocab_sha256,
         })
@@ -646,15 +747,16 @@ def export_hf(export_dir: str, output_dir: str, overwrite: bool = False) -> dict
                     languages=teacher_languages[name],
                     examples=student_tokenizer.teacher_examples(name),
                     vocab_sha256=described[name]["teacher_vocab_sha256"])
-                    for name in teachers})))
+                    for name in teachers},
+                language_models=bool(model_folders))))
         if os.path.isdir(output_dir):
             shutil.rmtree(output_dir)
         os.replace(staging, output_dir)
     finally:
         if os.path.isdir(staging):
             shutil.rmtree(staging, ignore_errors=True)
-    return dict(output_dir=output_dir, languages=folders, default_teacher=root_teacher,
-                step=step)
+    return dict(output_dir=output_dir, languages=folders, language_models=model_folders,
+                default_teacher=root_teacher, step=step)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -667,6 +769,9 @@ def _define_flags() -> None:
                         "student/train.py, with tokenizer/).")
     flags.DEFINE_string("output_dir", None, "The Hugging Face folder to write.")
     flags.DEFINE_bool("overwrite", False, "Replace an existing previous export at --output_dir.")
+    flags.DEFINE_bool("language_models", True, "Also write languages/<lang>/: per language, the "
+                      "model with its output restricted to the tokens the language's tokenizer "
+                      "can produce, for pipeline('fill-mask') (one weights file per teacher).")
     flags.mark_flags_as_required(["export_dir", "output_dir"])
 
 
@@ -674,12 +779,16 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        summary = export_hf(FLAGS.export_dir, FLAGS.output_dir, FLAGS.overwrite)
+        summary = export_hf(FLAGS.export_dir, FLAGS.output_dir, FLAGS.overwrite,
+                            FLAGS.language_models)
     except ExportHFError as error:
         sys.exit(f"error: {error}")
     print(f"wrote {summary['output_dir']}")
     for language, folder in summary["languages"].items():
-        print(f"  {language}: {os.path.join(summary['output_dir'], folder)}")
+        model = summary["language_models"].get(language)
+        print(f"  {language}: {os.path.join(summary['output_dir'], folder)}" + (
+            f"  (fill-mask model: {os.path.join(summary['output_dir'], model)})" if model
+            else ""))
     print(f"  default tokenizer (folder root): teacher {summary['default_teacher']}")
 
 

@@ -268,6 +268,157 @@ def test_root_tokenizer_is_the_fallback_teachers_and_the_card_lists_the_language
     assert "tokenizers/" in student["stdout"]
 
 
+# ------------------------------------------------------------------------------ fill-mask
+
+
+def _student_tokens(export_dir: str) -> list[str]:
+    from teacher_scoring.examples.tokenization import read_vocab
+
+    return read_vocab(os.path.join(export_dir, "vocab.txt"))
+
+
+@pytest.mark.slow
+def test_fill_mask_pipeline_shows_the_languages_own_tokens_never_a_placeholder(student,
+                                                                               tmp_path):
+    """A student made to prefer a token that es's tokenizer (teacher uncased_b) lacks: its
+    output bias at that id is raised by 100, so the union model predicts it at every position.
+    transformers' pipeline("fill-mask") on the root model with the es tokenizer then shows the
+    placeholder `[md-unused-<id>]`; on `languages/es` (the fix) it shows only tokens of es's
+    tokenizer, ranked and scored as the student's softmax restricted to them."""
+    import tensorflow as tf
+    import torch
+    import transformers
+
+    from student import tokenizer as tokenizer_lib
+
+    export_dir = str(tmp_path / "export")
+    shutil.copytree(student["export_dir"], export_dir)
+    student_tokens = _student_tokens(export_dir)
+    es_vocab = export_hf.hf_vocab(student["tokenizer"].student_space_vocab("uncased_b"))
+    # A cased_a-only word piece (not '##'), so the union model's favourite is a real token that
+    # es's tokenizer prints as a placeholder.
+    target = next(i for i, (line, token) in enumerate(zip(es_vocab, student_tokens))
+                  if line != token and token.isalpha() and len(token) > 3)
+    assert tokenizer_lib.is_placeholder(es_vocab[target])
+    prefix = tf.train.latest_checkpoint(os.path.join(export_dir, "checkpoint"))
+    pretrainer = export_hf.load_pretrainer(export_hf.read_student_config(export_dir), prefix)
+    bias = pretrainer.masked_lm.bias
+    bias.assign(tf.tensor_scatter_nd_add(bias, [[target]], [100.0]))
+    tf.train.Checkpoint(**pretrainer.checkpoint_items).write(prefix)
+    output_dir = str(tmp_path / "hf")
+    summary = export_hf.export_hf(export_dir, output_dir)
+    assert summary["language_models"]["es"] == os.path.join("languages", "es")
+    described = _tokenizer_folders(output_dir)
+    assert described["languages"]["es"]["model"] == "languages/es"
+
+    text = "La Declaración Universal de [MASK] Humanos fue adoptada."
+    top_k = 10
+    es_tokenizer = transformers.AutoTokenizer.from_pretrained(
+        os.path.join(output_dir, "tokenizers", "es"))
+    root_model = transformers.BertForMaskedLM.from_pretrained(output_dir).eval()
+    without_fix = transformers.pipeline("fill-mask", model=root_model, tokenizer=es_tokenizer,
+                                        top_k=top_k)(text)
+    # The constructed case: without the per-language model the placeholder wins.
+    assert without_fix[0]["token"] == target
+    assert without_fix[0]["token_str"] == es_vocab[target]
+    assert without_fix[0]["token_str"].startswith("[md-unused-")
+
+    fill = transformers.pipeline("fill-mask", model=os.path.join(output_dir, "languages", "es"),
+                                 top_k=top_k)
+    predictions = fill(text)
+    producible = export_hf.producible_ids(es_vocab, student_tokens)
+    assert len(predictions) == top_k
+    for prediction in predictions:
+        assert producible[prediction["token"]], prediction
+        assert not tokenizer_lib.is_placeholder(prediction["token_str"].replace(" ", "")), \
+            prediction
+        assert "md-unused" not in prediction["token_str"] + prediction["sequence"], prediction
+        assert es_vocab[prediction["token"]] == student_tokens[prediction["token"]]
+    # Exactly the union model's softmax restricted to es's tokens: same ranking, same scores.
+    encoded = es_tokenizer(text, return_tensors="pt")
+    position = int((encoded["input_ids"][0] == es_tokenizer.mask_token_id).nonzero()[0, 0])
+    with torch.no_grad():
+        logits = root_model(**encoded).logits[0, position].numpy().astype(np.float64)
+    logits[~producible] = -np.inf
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    want = np.argsort(-probabilities)[:top_k]
+    assert [p["token"] for p in predictions] == want.tolist()
+    np.testing.assert_allclose([p["score"] for p in predictions], probabilities[want],
+                               rtol=1e-4, atol=1e-7)
+    # And for every other language: its model's top predictions are its own tokens.
+    for language, entry in described["languages"].items():
+        vocab = export_hf.hf_vocab(student["tokenizer"].student_space_vocab(entry["teacher"]))
+        language_fill = transformers.pipeline(
+            "fill-mask", model=os.path.join(output_dir, entry["model"]), top_k=top_k)
+        for prediction in language_fill(f"{bundled_lines(language)[0][:30]} [MASK] ."):
+            assert vocab[prediction["token"]] == student_tokens[prediction["token"]], \
+                (language, prediction)
+
+
+@pytest.mark.slow
+def test_language_models_differ_from_the_root_model_only_in_the_masked_output_bias(student):
+    import safetensors.numpy
+
+    output_dir = student["output_dir"]
+    root = safetensors.numpy.load_file(os.path.join(output_dir, "model.safetensors"))
+    student_tokens = _student_tokens(student["export_dir"])
+    described = _tokenizer_folders(output_dir)
+    inodes = {}
+    with open(os.path.join(output_dir, "config.json"), encoding="utf-8") as f:
+        root_config = json.load(f)
+    for language, entry in described["languages"].items():
+        folder = os.path.join(output_dir, entry["model"])
+        assert entry["model"] == f"languages/{language}"
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            assert json.load(f) == root_config
+        # Its tokenizer is the language's (same files as tokenizers/<lang>).
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+            assert open(os.path.join(folder, name), "rb").read() == open(
+                os.path.join(output_dir, entry["tokenizer"], name), "rb").read()
+        weights = safetensors.numpy.load_file(os.path.join(folder, "model.safetensors"))
+        assert sorted(weights) == sorted(root)
+        for name, value in root.items():
+            if name != export_hf.OUTPUT_BIAS:
+                np.testing.assert_array_equal(weights[name], value, err_msg=name)
+        vocab = export_hf.hf_vocab(student["tokenizer"].student_space_vocab(entry["teacher"]))
+        producible = export_hf.producible_ids(vocab, student_tokens)
+        assert producible[:5].all() and 0 < producible.sum() < len(producible)
+        bias = weights[export_hf.OUTPUT_BIAS]
+        np.testing.assert_array_equal(bias[producible], root[export_hf.OUTPUT_BIAS][producible])
+        assert np.all(bias[~producible] == export_hf.MASKED_BIAS)
+        inodes.setdefault(entry["teacher"], set()).add(
+            os.stat(os.path.join(folder, "model.safetensors")).st_ino)
+    # One weights file per teacher (hard links on this file system).
+    assert {teacher: len(nodes) for teacher, nodes in inodes.items()} == \
+        {"cased_a": 1, "uncased_b": 1}
+    card = open(os.path.join(output_dir, "README.md"), encoding="utf-8").read()
+    assert 'pipeline("fill-mask", model="PATH/languages/' in card
+
+
+@pytest.mark.slow
+def test_nolanguage_models_writes_no_language_folders(student, tmp_path):
+    summary = export_hf.export_hf(student["export_dir"], str(tmp_path / "hf"),
+                                  language_models=False)
+    assert summary["language_models"] == {}
+    assert not (tmp_path / "hf" / "languages").exists()
+    described = _tokenizer_folders(str(tmp_path / "hf"))
+    assert all("model" not in entry for entry in described["languages"].values())
+    assert "--nolanguage_models" in (tmp_path / "hf" / "README.md").read_text(encoding="utf-8")
+
+
+def test_language_output_bias_masks_exactly_the_ids_the_tokenizer_cannot_produce():
+    student_tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "casa", "house", "##s"]
+    vocab = student_tokens[:5] + ["casa", "[md-unused-6]", "##s"]
+    producible = export_hf.producible_ids(vocab, student_tokens)
+    assert producible.tolist() == [True] * 6 + [False, True]
+    bias = np.arange(8, dtype=np.float32)
+    np.testing.assert_array_equal(export_hf.language_output_bias(bias, producible),
+                                  [0, 1, 2, 3, 4, 5, export_hf.MASKED_BIAS, 7])
+    with pytest.raises(export_hf.ExportHFError, match="7 lines but the student vocabulary 8"):
+        export_hf.producible_ids(vocab[:7], student_tokens)
+
+
 # ------------------------------------------------------------------------------ refusals
 
 
