@@ -61,7 +61,9 @@ def create_examples(documents: Iterable[str | bytes], language: str,
       documents: raw documents (`documents.iter_documents`), bytes or str.
       language: the documents' language code (goes into example_id and the records).
       tokenizers: teacher name → TeacherTokenizer, all teachers of `language`.
-      config: sequence shape, packing (short_seq_prob) and masking recipe.
+      config: sequence shape, packing (`packing`: within documents, or full sentences across
+        the documents in the order given, `segmentation.pack_documents`; short_seq_prob) and
+        masking recipe.
       counts: a Counter for the bad-input and volume counts (segmentation's keys plus
         'examples' and 'masked_tokens', and with shared masks masking's 'masked_words',
         'p_limited_words', 'p_limited_examples').
@@ -71,29 +73,36 @@ def create_examples(documents: Iterable[str | bytes], language: str,
         every copy masked on its own (`masking.mask_segment`; the recipe of one teacher).
 
     Yields:
-      ScoredExamples without teacher fields, in input order: document by document, segment by
-      segment, teachers in `tokenizers` order.
+      ScoredExamples without teacher fields, in input order: document by document (with
+      full-sentences packing: sequence by sequence), segment by segment, teachers in
+      `tokenizers` order.
     """
     if counts is None:
         counts = collections.Counter()
     if shared_masks is None:
         shared_masks = len(tokenizers) > 1
-    for segments in segmentation.iter_segments(
+    if config.packing == segmentation.FULL_SENTENCES:
+        segments = segmentation.pack_documents(documents, tokenizers, config.max_tokens, counts,
+                                               batch_size=batch_size)
+    else:
+        segments = (segment for document_segments in segmentation.iter_segments(
             documents, tokenizers, config.max_tokens, counts, batch_size=batch_size,
-            short_seq_prob=config.short_seq_prob, seed=config.seed):
-        for segment in segments:
-            example_id = segment.example_id(language)
-            if shared_masks:
-                copies = masking.mask_shared_words(segment.pieces, tokenizers, config,
-                                                   example_id, language, counts).values()
-            else:
-                copies = (masking.mask_segment(pieces.ids, pieces.word_starts, tokenizers[name],
-                                               config, example_id, name, language)
-                          for name, pieces in segment.pieces.items())
-            for example in copies:
-                counts[EXAMPLES] += 1
-                counts[MASKED_TOKENS] += example.num_predictions
-                yield example
+            short_seq_prob=config.short_seq_prob, seed=config.seed)
+                    for segment in document_segments)
+    for segment in segments:
+        example_id = segment.example_id(language)
+        if shared_masks:
+            copies = masking.mask_shared_words(segment.pieces, tokenizers, config,
+                                               example_id, language, counts).values()
+        else:
+            copies = (masking.mask_segment(pieces.ids, pieces.word_starts, tokenizers[name],
+                                           config, example_id, name, language,
+                                           pieces.separators)
+                      for name, pieces in segment.pieces.items())
+        for example in copies:
+            counts[EXAMPLES] += 1
+            counts[MASKED_TOKENS] += example.num_predictions
+            yield example
 
 
 def example_hash(example_id: str) -> int:

@@ -6,7 +6,8 @@ The recipe is google-research/bert's create_pretraining_data.py (`create_masked_
     real tokens, input_type_ids are all 0 (one segment, no next-sentence pair);
   * num_to_predict = min(P, max(1, round(n_real * masked_lm_prob))), n_real = number of real
     tokens including [CLS] and [SEP] (BERT's `len(tokens)`);
-  * candidates are the pieces (never [CLS], [SEP] or padding); they are shuffled and taken in
+  * candidates are the pieces (never [CLS], [SEP], padding, or the separator between two
+    documents of a full-sentences sequence); they are shuffled and taken in
     that order; with whole-word masking a candidate is a word (a non-`##` piece and the `##`
     pieces after it; the first piece of a segment starts a word) and a word that would take the
     count past num_to_predict is skipped, as in BERT;
@@ -39,6 +40,7 @@ import weakref
 import numpy as np
 
 from teacher_scoring.records import record_schema
+from teacher_scoring.examples import segmentation
 from teacher_scoring.examples.tokenization import TeacherTokenizer
 
 
@@ -55,6 +57,10 @@ class MaskingConfig:
       token / left unchanged (the rest become [MASK]).
     short_seq_prob: probability that a segment's target length is drawn shorter than S - 2
       (BERT's short_seq_prob; used by the segmentation, `segmentation._TargetLengths`).
+    packing: `within_document` (BERT's format: a sequence holds one document's text) or
+      `full_sentences` (RoBERTa's: sequences filled across documents, a separator between
+      them; `segmentation.pack_documents`). full_sentences draws no short targets
+      (short_seq_prob must be 0).
     """
 
     seq_length: int
@@ -65,6 +71,7 @@ class MaskingConfig:
     random_token_prob: float = 0.1
     keep_prob: float = 0.1
     short_seq_prob: float = 0.0
+    packing: str = segmentation.WITHIN_DOCUMENT
 
     def __post_init__(self):
         if not isinstance(self.seq_length, (int, np.integer)) or self.seq_length < 3:
@@ -84,6 +91,10 @@ class MaskingConfig:
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
         if not 0.0 <= self.short_seq_prob <= 1.0:
             raise ValueError(f"short_seq_prob must be in [0, 1], got {self.short_seq_prob!r}")
+        segmentation.check_packing(self.packing)
+        if self.packing == segmentation.FULL_SENTENCES and self.short_seq_prob:
+            raise ValueError(f"packing 'full_sentences' fills every sequence; short_seq_prob "
+                             f"must be 0 with it, got {self.short_seq_prob!r}")
 
     @property
     def max_tokens(self) -> int:
@@ -129,19 +140,28 @@ def random_token_pool(tokenizer: TeacherTokenizer) -> np.ndarray:
 
 
 def _choose_positions(word_starts: np.ndarray, num_to_predict: int, whole_word: bool,
-                      rng: np.random.Generator) -> np.ndarray:
+                      rng: np.random.Generator,
+                      separators: np.ndarray | None = None) -> np.ndarray:
     """Indexes into the pieces (0-based, unsorted) to predict.
 
     Args:
       word_starts: [n] bool, True where a piece starts a word.
+      separators: [n] bool, True at document separators (never predicted; each is a word of
+        its own: word_starts must be True at it and after it), or None.
     """
     n = len(word_starts)
     if not whole_word:
-        return rng.permutation(n)[:num_to_predict]
+        if separators is None:
+            return rng.permutation(n)[:num_to_predict]
+        candidates = np.flatnonzero(~separators)
+        return candidates[rng.permutation(len(candidates))[:num_to_predict]]
     word_starts = word_starts.copy()
     word_starts[0] = True
     first = np.flatnonzero(word_starts)               # [num_words] first piece of each word
     sizes = np.diff(np.append(first, n))              # [num_words] pieces per word
+    if separators is not None:
+        keep = ~separators[first]
+        first, sizes = first[keep], sizes[keep]
     chosen = []
     total = 0
     for w in rng.permutation(len(first)).tolist():
@@ -205,7 +225,8 @@ def _build_example(ids: np.ndarray, chosen: np.ndarray, replaced: np.ndarray,
 
 
 def mask_segment(ids, word_starts, tokenizer: TeacherTokenizer, config: MaskingConfig,
-                 example_id: str, teacher: str, language: str) -> record_schema.ScoredExample:
+                 example_id: str, teacher: str, language: str,
+                 separators=None) -> record_schema.ScoredExample:
     """Builds one masked example from one teacher's pieces of a segment (its own masks: the
     recipe of a language with one teacher).
 
@@ -216,6 +237,9 @@ def mask_segment(ids, word_starts, tokenizer: TeacherTokenizer, config: MaskingC
       config: the MaskingConfig.
       example_id, teacher, language: the record's strings; (config.seed, example_id, teacher)
         seeds the generator.
+      separators: [n] bool or None: document separators of a full-sentences sequence
+        (segmentation.TeacherPieces.separators), never masked (they count as real tokens in
+        num_to_predict, as BERT counts its [SEP]s).
 
     Returns:
       A ScoredExample without teacher fields: input_word_ids / input_mask / input_type_ids
@@ -227,8 +251,13 @@ def mask_segment(ids, word_starts, tokenizer: TeacherTokenizer, config: MaskingC
     num_real = len(ids) + 2
     num_to_predict = min(config.max_predictions_per_seq,
                          max(1, int(round(num_real * config.masked_lm_prob))))
+    if separators is not None:
+        separators = np.asarray(separators, bool)
+        if separators.shape != ids.shape:
+            raise ValueError(f"{example_id}/{teacher}: separators has shape {separators.shape}, "
+                             f"ids {ids.shape}")
     chosen = np.sort(_choose_positions(word_starts, num_to_predict, config.whole_word_masking,
-                                       rng))
+                                       rng, separators))
     gold = ids[chosen]                                  # [k]
     k = len(chosen)
     draws, picks = rng.random((2, k))                   # [k] each
@@ -253,7 +282,8 @@ _MASK, _RANDOM, _KEEP = 0, 1, 2
 
 
 def choose_shared_words(pieces_per_word: np.ndarray, config: MaskingConfig, example_id: str,
-                        counts: collections.Counter | None = None
+                        counts: collections.Counter | None = None,
+                        maskable: np.ndarray | None = None
                         ) -> tuple[np.ndarray, np.ndarray]:
     """The masked words of an example, decided once for all its copies.
 
@@ -262,6 +292,8 @@ def choose_shared_words(pieces_per_word: np.ndarray, config: MaskingConfig, exam
       config: masked_lm_prob, P and the seed.
       example_id: with config.seed, seeds the decisions (`shared_rng`; not the teacher).
       counts: gets `masked_words`, `p_limited_words` and `p_limited_examples`.
+      maskable: [W] bool or None (all): False for the words never masked (document
+        separators); they are left out of W below and skipped in the shuffled order.
 
     Returns:
       (words [m] int, ascending: the masked shared words; treatment [m] int: 0 [MASK],
@@ -277,13 +309,16 @@ def choose_shared_words(pieces_per_word: np.ndarray, config: MaskingConfig, exam
     num_copies, num_words_total = pieces_per_word.shape
     p = config.max_predictions_per_seq
     rng = shared_rng(config.seed, example_id)
-    num_words = max(1, int(round(config.masked_lm_prob * num_words_total)))
+    num_maskable = num_words_total if maskable is None else int(np.sum(maskable))
+    num_words = max(1, int(round(config.masked_lm_prob * num_maskable)))
     chosen = []
     totals = np.zeros(num_copies, np.int64)
     skipped = 0
     for w in rng.permutation(num_words_total).tolist():
         if len(chosen) >= num_words:
             break
+        if maskable is not None and not maskable[w]:
+            continue
         if np.any(totals + pieces_per_word[:, w] > p):
             skipped += 1
             continue
@@ -349,6 +384,11 @@ def mask_shared_words(pieces, tokenizers, config: MaskingConfig, example_id: str
     num_words = max(int(pieces[n].word_index[-1]) for n in names) + 1
     per_word = np.stack([np.bincount(np.asarray(pieces[n].word_index, np.int64),
                                      minlength=num_words) for n in names])   # [C, W]
-    words, treatment = choose_shared_words(per_word, config, example_id, counts)
+    maskable = None
+    separators = pieces[names[0]].separators
+    if separators is not None:   # the same shared words are separators in every copy
+        maskable = np.ones(num_words, bool)
+        maskable[np.asarray(pieces[names[0]].word_index)[separators]] = False
+    words, treatment = choose_shared_words(per_word, config, example_id, counts, maskable)
     return {n: mask_copy(pieces[n].ids, pieces[n].word_index, words, treatment, tokenizers[n],
                          config, example_id, n, language) for n in names}

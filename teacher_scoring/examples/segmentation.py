@@ -18,6 +18,14 @@ BERT draws one target per document; here it is drawn per segment (from a generat
 `short_seq_prob` whatever the document lengths. A short target is soft, as in BERT: if no word
 boundary fits it, the segment is filled up to the hard limit S - 2. Counted as `short_target`.
 
+Full-sentences packing (`packing: full_sentences`, RoBERTa's FULL-SENTENCES; `pack_documents`):
+sequences are filled across document boundaries, in the order the documents come, with one
+separator token (each teacher's [SEP]) between two documents' text; a document that does not
+fit the open sequence is cut at the last common word boundary that fits and goes on in the next
+sequence. Segments then come as `PackedSegment`s (the parts of each document they hold, and the
+separators marked in `TeacherPieces.separators`); the default, `within_document`, is BERT's
+format described above.
+
 Shared words: every segment also gives each copy's pieces a *shared word* index
 (`TeacherPieces.word_index`): the spans between the segment's common word boundaries, the same
 text in every copy, which is what `masking.mask_shared_words` masks in every copy alike.
@@ -64,7 +72,7 @@ import collections
 import dataclasses
 import hashlib
 import weakref
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -85,6 +93,27 @@ SHORT_TARGET = "short_target"
 
 # Reasons for which input (a document, or one teacher's copy of it) produces no example.
 DROP_REASONS = (EMPTY, ALL_UNKNOWN, NO_PIECES, EMPTY_SEGMENT_COPY)
+
+# Packing: `within_document` (BERT's format, the default: a sequence holds text of one document)
+# or `full_sentences` (RoBERTa's FULL-SENTENCES: sequences filled across document boundaries,
+# a separator token between documents; `pack_documents`).
+WITHIN_DOCUMENT = "within_document"
+FULL_SENTENCES = "full_sentences"
+PACKINGS = (WITHIN_DOCUMENT, FULL_SENTENCES)
+
+# Counter keys of full-sentences packing (see `pack_documents`).
+DOCUMENT_SEPARATORS = "document_separators"
+CROSS_DOCUMENT_SEGMENTS = "cross_document_segments"
+NOT_ALL_TEACHERS = "not_all_teachers"
+DUPLICATE_DOCUMENT = "duplicate_document"
+# What full-sentences packing drops besides DROP_REASONS.
+PACKING_DROP_REASONS = (NOT_ALL_TEACHERS, DUPLICATE_DOCUMENT)
+
+
+def check_packing(packing: str) -> str:
+    if packing not in PACKINGS:
+        raise ValueError(f"packing must be one of {list(PACKINGS)}, got {packing!r}")
+    return packing
 
 
 def document_hash(cleaned: str) -> str:
@@ -112,6 +141,10 @@ class TeacherPieces:
     ids: np.ndarray
     word_starts: np.ndarray
     word_index: np.ndarray
+    # [n] bool, True at the separator tokens between documents of a full-sentences sequence
+    # (`pack_documents`); None: no separator (a sequence of one document's text). A separator
+    # is its own shared word and is never masked.
+    separators: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,6 +316,64 @@ def _shared_word_index(starts: list[np.ndarray], word_starts: list[np.ndarray]
     return [np.searchsorted(boundaries, s, side="right").astype(np.int32) for s in starts]
 
 
+@dataclasses.dataclass(frozen=True)
+class _TokenizedDocument:
+    """One cleaned document tokenized by every teacher that kept it (teachers in config order;
+    starts / word_starts / ids per kept teacher)."""
+
+    text: str
+    doc_hash: str
+    num_bytes: int
+    end: int                      # a byte offset past every piece start (the document's end)
+    teachers: list[str]
+    starts: list[np.ndarray]      # [n_t] int64 byte offsets
+    word_starts: list[np.ndarray]  # [n_t] bool
+    ids: list[np.ndarray]         # [n_t] int32
+
+
+def _tokenize_documents(documents: Sequence[str | bytes],
+                        tokenizers: Mapping[str, TeacherTokenizer],
+                        counts: collections.Counter) -> list["_TokenizedDocument | None"]:
+    """Cleans and tokenizes a batch of documents (one tokenizer call per teacher), counting
+    `documents`, cleaning changes, `empty`, `no_pieces` and `all_unknown`. None for a document
+    no teacher kept."""
+    cleaned = []
+    for document in documents:
+        counts[DOCUMENTS] += 1
+        text = clean_text(document, counts)
+        if not text.strip():
+            counts[EMPTY] += 1
+            text = ""
+        cleaned.append(text)
+    kept = [i for i, text in enumerate(cleaned) if text]
+    names = list(tokenizers)
+    tokenized = {name: tokenizers[name].tokenize_with_offsets([cleaned[i] for i in kept])
+                 for name in names}
+    results: list[_TokenizedDocument | None] = [None] * len(cleaned)
+    for row, i in enumerate(kept):
+        text = cleaned[i]
+        teachers, starts, word_starts, ids = [], [], [], []
+        for name in names:
+            tok = tokenized[name][row]
+            if len(tok.ids) == 0:
+                counts[NO_PIECES] += 1
+                continue
+            if np.all(tok.ids == tokenizers[name].unk_id):
+                counts[ALL_UNKNOWN] += 1
+                continue
+            teachers.append(name)
+            ids.append(np.asarray(tok.ids, np.int32))
+            starts.append(np.asarray(tok.starts, np.int64))
+            word_starts.append(_word_start_mask(tokenizers[name])[tok.ids])
+        if not teachers:
+            continue
+        num_bytes = len(text.encode("utf-8"))
+        end = max(num_bytes, max(int(s[-1]) for s in starts) + 1)
+        results[i] = _TokenizedDocument(text, document_hash(text), num_bytes, end, teachers,
+                                        starts, word_starts, ids)
+    return results
+
+
 def segment_documents(documents: Sequence[str | bytes], tokenizers: Mapping[str, TeacherTokenizer],
                       max_tokens: int,
                       counts: collections.Counter | None = None, short_seq_prob: float = 0.0,
@@ -309,40 +400,13 @@ def segment_documents(documents: Sequence[str | bytes], tokenizers: Mapping[str,
         raise ValueError("segment_documents needs at least one tokenizer")
     if counts is None:
         counts = collections.Counter()
-    cleaned = []
-    for document in documents:
-        counts[DOCUMENTS] += 1
-        text = clean_text(document, counts)
-        if not text.strip():
-            counts[EMPTY] += 1
-            text = ""
-        cleaned.append(text)
-    kept = [i for i, text in enumerate(cleaned) if text]
-    names = list(tokenizers)
-    tokenized = {name: tokenizers[name].tokenize_with_offsets([cleaned[i] for i in kept])
-                 for name in names}
-
-    results: list[list[Segment]] = [[] for _ in cleaned]
-    for row, i in enumerate(kept):
-        text = cleaned[i]
-        teachers, starts, word_starts, ids = [], [], [], []
-        for name in names:
-            tok = tokenized[name][row]
-            if len(tok.ids) == 0:
-                counts[NO_PIECES] += 1
-                continue
-            if np.all(tok.ids == tokenizers[name].unk_id):
-                counts[ALL_UNKNOWN] += 1
-                continue
-            teachers.append(name)
-            ids.append(np.asarray(tok.ids, np.int32))
-            starts.append(np.asarray(tok.starts, np.int64))
-            word_starts.append(_word_start_mask(tokenizers[name])[tok.ids])
-        if not teachers:
+    results: list[list[Segment]] = [[] for _ in documents]
+    for i, doc in enumerate(_tokenize_documents(documents, tokenizers, counts)):
+        if doc is None:
             continue
-        num_bytes = len(text.encode("utf-8"))
-        end = max(num_bytes, max(int(s[-1]) for s in starts) + 1)
-        doc_hash = document_hash(text)
+        text, teachers, starts, word_starts, ids = (doc.text, doc.teachers, doc.starts,
+                                                    doc.word_starts, doc.ids)
+        num_bytes, end, doc_hash = doc.num_bytes, doc.end, doc.doc_hash
         targets = (_TargetLengths(max_tokens, short_seq_prob, seed, doc_hash, counts)
                    if short_seq_prob > 0 else None)
         cuts = _cut_points(starts, word_starts, end, max_tokens, counts, targets)
@@ -396,3 +460,242 @@ def iter_segments(documents: Iterable[str | bytes], tokenizers: Mapping[str, Tea
             batch = []
     if batch:
         yield from segment_documents(batch, tokenizers, max_tokens, counts, short_seq_prob, seed)
+
+
+# ------------------------------------------------------------------ full-sentences packing
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentPart:
+    """The text of one document in a packed sequence: byte span [start, end) of the cleaned
+    document whose hash is `doc_hash`."""
+
+    doc_hash: str
+    start: int
+    end: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PackedSegment:
+    """A full-sentences sequence: the text of one or more documents (`parts`, in order), one
+    separator token between two parts in every copy (`TeacherPieces.separators`).
+
+    `doc_hash` / `index`: the document the sequence starts in, and how many sequences started
+    in that document before this one; they make the example id
+    `<language>-<doc_hash>-<index>`, the same for every teacher's copy."""
+
+    doc_hash: str
+    index: int
+    parts: tuple[SegmentPart, ...]
+    pieces: dict[str, TeacherPieces]
+
+    def example_id(self, language: str) -> str:
+        return make_example_id(language, self.doc_hash, self.index)
+
+
+def _first_chunk(doc: _TokenizedDocument, budget: list[int]) -> tuple[int, list[int]] | None:
+    """The longest prefix of `doc` that ends at a common word boundary and gives every teacher
+    t at least one piece and at most budget[t]: (cut byte offset, per teacher the pieces
+    before it), or None if not even the first word fits."""
+    common = None
+    for s, w in zip(doc.starts, doc.word_starts):
+        offsets = _sorted_unique(s[w])
+        common = offsets if common is None else np.intersect1d(common, offsets,
+                                                                 assume_unique=True)
+    first = max(int(s[0]) for s in doc.starts)
+    candidates = common[(common > first) & (common < doc.end)]
+    if not len(candidates):
+        return None
+    fits = np.ones(len(candidates), bool)
+    for s, b in zip(doc.starts, budget):
+        fits &= np.searchsorted(s, candidates, side="left") <= b
+    if not fits[0]:
+        return None
+    cut = int(candidates[np.flatnonzero(fits)[-1]])  # pieces before a cut only grow with it
+    return cut, [int(np.searchsorted(s, cut, side="left")) for s in doc.starts]
+
+
+class _Packer:
+    """Fills sequences of up to `max_tokens` pieces per teacher with consecutive documents:
+    a document that fits the open sequence (after one separator) goes in whole; otherwise the
+    longest prefix that fits (cut at a common word boundary) ends the open sequence and the
+    rest of the document is segmented as in `within_document` packing, its last segment left
+    open for the next document."""
+
+    def __init__(self, names: list[str], sep_ids: list[int], max_tokens: int,
+                 counts: collections.Counter):
+        self._names = names
+        self._sep_ids = sep_ids
+        self._max_tokens = max_tokens
+        self._counts = counts
+        self._open: list[tuple[SegmentPart, list[np.ndarray], list[np.ndarray],
+                               list[np.ndarray]]] = []  # (part, starts, word_starts, ids)
+        self._used = [0] * len(names)
+        self._start: tuple[str, int] = ("", 0)
+
+    def _append(self, doc: _TokenizedDocument, start: int, end: int, lo: list[int],
+                hi: list[int]) -> None:
+        if self._open:
+            self._used = [u + 1 for u in self._used]  # the separator
+        else:
+            self._start = (doc.doc_hash, 0)
+        self._open.append((SegmentPart(doc.doc_hash, start, min(end, doc.num_bytes)),
+                           [s[a:b] for s, a, b in zip(doc.starts, lo, hi)],
+                           [w[a:b] for w, a, b in zip(doc.word_starts, lo, hi)],
+                           [i[a:b] for i, a, b in zip(doc.ids, lo, hi)]))
+        self._used = [u + b - a for u, a, b in zip(self._used, lo, hi)]
+
+    def close(self) -> list[PackedSegment]:
+        """The open sequence (if any), finished."""
+        if not self._open:
+            return []
+        parts = self._open
+        pieces = {}
+        num_teachers = len(self._names)
+        words = [_shared_word_index([p[1][t] for t in range(num_teachers)],
+                                    [p[2][t] for t in range(num_teachers)]) for p in parts]
+        for t, name in enumerate(self._names):
+            ids, word_starts, word_index, separators = [], [], [], []
+            offset = 0
+            for k, (_, _, part_word_starts, part_ids) in enumerate(parts):
+                if k:
+                    ids.append(np.array([self._sep_ids[t]], np.int32))
+                    word_starts.append(np.ones(1, bool))
+                    word_index.append(np.array([offset], np.int32))
+                    separators.append(np.ones(1, bool))
+                    offset += 1
+                starts_word = part_word_starts[t].copy()
+                starts_word[0] = True  # a part starts a word (also after a cut inside one)
+                ids.append(part_ids[t])
+                word_starts.append(starts_word)
+                word_index.append(words[k][t] + offset)
+                separators.append(np.zeros(len(part_ids[t]), bool))
+                offset += int(words[k][t][-1]) + 1
+            pieces[name] = TeacherPieces(
+                np.concatenate(ids), np.concatenate(word_starts),
+                np.concatenate(word_index).astype(np.int32),
+                np.concatenate(separators) if len(parts) > 1 else None)
+        self._counts[SEGMENTS] += 1
+        if len(parts) > 1:
+            self._counts[CROSS_DOCUMENT_SEGMENTS] += 1
+            self._counts[DOCUMENT_SEPARATORS] += len(parts) - 1
+        segment = PackedSegment(self._start[0], self._start[1],
+                                tuple(p[0] for p in parts), pieces)
+        self._open, self._used = [], [0] * num_teachers
+        return [segment]
+
+    def add(self, doc: _TokenizedDocument) -> list[PackedSegment]:
+        """Packs one document (kept by every teacher, in `names` order); returns the sequences
+        it finished."""
+        num_teachers = len(self._names)
+        totals = [len(i) for i in doc.ids]
+        done: list[PackedSegment] = []
+        position, start = [0] * num_teachers, 0
+        if self._open:
+            budget = [self._max_tokens - u - 1 for u in self._used]
+            if all(n <= b for n, b in zip(totals, budget)):
+                self._append(doc, 0, doc.end, position, totals)
+                return done
+            chunk = _first_chunk(doc, budget) if min(budget) >= 1 else None
+            if chunk is not None:
+                start, position = chunk
+                self._append(doc, 0, start, [0] * num_teachers, position)
+                self._counts[SPLIT_LONG_DOCUMENT] += 1
+            done += self.close()
+        rest_starts = [s[p:] for s, p in zip(doc.starts, position)]
+        rest_word_starts = [w[p:] for w, p in zip(doc.word_starts, position)]
+        cuts = _cut_points(rest_starts, rest_word_starts, doc.end, self._max_tokens,
+                           self._counts)
+        if len(cuts) > 1 and not start:
+            self._counts[SPLIT_LONG_DOCUMENT] += 1
+        degenerate = False
+        before = list(position)
+        bounds = []
+        for cut, *after in cuts:
+            after = [p + a for p, a in zip(position, after)]
+            degenerate |= any(a == b for a, b in zip(after, before))
+            bounds.append((cut, before, after))
+            before = after
+        segment_start = start
+        for k, (cut, lo, hi) in enumerate(bounds):
+            if degenerate:
+                # A teacher has no piece in some segment (a character that expands to more
+                # than max_tokens pieces): the document's segments stay on their own, the empty
+                # copies dropped as in within_document packing.
+                present = [t for t in range(num_teachers) if lo[t] < hi[t]]
+                self._counts[EMPTY_SEGMENT_COPY] += num_teachers - len(present)
+                words = _shared_word_index([doc.starts[t][lo[t]:hi[t]] for t in present],
+                                           [doc.word_starts[t][lo[t]:hi[t]] for t in present])
+                pieces = {self._names[t]: TeacherPieces(doc.ids[t][lo[t]:hi[t]],
+                                                        doc.word_starts[t][lo[t]:hi[t]], w)
+                          for t, w in zip(present, words)}
+                done.append(PackedSegment(doc.doc_hash, k, (SegmentPart(
+                    doc.doc_hash, segment_start, min(cut, doc.num_bytes)),), pieces))
+                self._counts[SEGMENTS] += 1
+            else:
+                self._append(doc, segment_start, cut, lo, hi)
+                self._start = (doc.doc_hash, k)
+                if k < len(bounds) - 1:
+                    done += self.close()
+            segment_start = min(cut, doc.num_bytes)
+        return done
+
+
+def pack_documents(documents: Iterable[str | bytes], tokenizers: Mapping[str, TeacherTokenizer],
+                   max_tokens: int, counts: collections.Counter | None = None,
+                   batch_size: int = 256) -> Iterator[PackedSegment]:
+    """Full-sentences packing (RoBERTa's FULL-SENTENCES): yields sequences filled with the
+    documents' text in the order given, across document boundaries, one separator token (each
+    teacher's [SEP]) between two documents' text in a sequence.
+
+    Every sequence has at most `max_tokens` pieces (separators included) for every teacher; all
+    but the last (and, rarely, a sequence cut where the next word did not fit) are full for the
+    teacher that splits the text finest. Cuts inside a document are at word boundaries common to
+    every teacher (as in `within_document` packing), so a sequence is the same text in every
+    teacher's copy and its shared words (`TeacherPieces.word_index`) are that text's; each
+    separator is a shared word of its own, marked in `TeacherPieces.separators`, never masked.
+
+    The result depends on the order of `documents` (the scoring job sorts each packing group by
+    document hash, `beam_jobs.build_examples`), not on `batch_size`. A document that only some
+    teachers keep (`all_unknown` / `no_pieces` for another) is dropped for all
+    (`not_all_teachers`: its copies would not hold the same text), and a document whose cleaned
+    text already came (same hash) is dropped as `duplicate_document` (its example ids would
+    collide). Counts: segmentation's keys (`segments` = sequences, `split_long_document` =
+    documents spread over several sequences) plus `cross_document_segments`,
+    `document_separators`, `not_all_teachers` and `duplicate_document`.
+    """
+    if max_tokens < 3:
+        raise ValueError(f"max_tokens must be >= 3 for full-sentences packing (a piece, a "
+                         f"separator, a piece), got {max_tokens}")
+    if not tokenizers:
+        raise ValueError("pack_documents needs at least one tokenizer")
+    if counts is None:
+        counts = collections.Counter()
+    names = list(tokenizers)
+    packer = _Packer(names, [tokenizers[n].sep_id for n in names], max_tokens, counts)
+    seen: set[str] = set()
+    batch: list[str | bytes] = []
+
+    def flush():
+        out = []
+        for doc in _tokenize_documents(batch, tokenizers, counts):
+            if doc is None:
+                continue
+            if len(doc.teachers) < len(names):
+                counts[NOT_ALL_TEACHERS] += 1
+                continue
+            if doc.doc_hash in seen:
+                counts[DUPLICATE_DOCUMENT] += 1
+                continue
+            seen.add(doc.doc_hash)
+            out += packer.add(doc)
+        batch.clear()
+        return out
+
+    for document in documents:
+        batch.append(document)
+        if len(batch) == batch_size:
+            yield from flush()
+    if batch:
+        yield from flush()
+    yield from packer.close()
