@@ -30,6 +30,7 @@ from official.modeling import optimization
 from official.modeling.hyperparams import params_dict
 from official.nlp.configs import encoders
 
+from teacher_scoring.records import manifest as manifest_lib
 from teacher_scoring.records import record_schema
 LAMBDA_SCHEDULES = ("constant", "linear")
 CORRUPT_SHARD_POLICIES = ("error", "skip")
@@ -90,6 +91,10 @@ class DataConfig(hyperparams.Config):
         `tokenizer_teacher`), their examples get KD weight 0 and MLM weight 1 (losses.py). A
         folder without teacher outputs is refused under lambda > 0 unless its language is
         listed here; a listed language whose folder has teacher outputs is refused too.
+      packing: how the scoring job packed text into sequences; every manifest must have it
+        (field `packing`): `within_document` (BERT's format, the default: a sequence holds one
+        document's text) or `full_sentences` (RoBERTa's: across documents, a separator token
+        between them; scoring config `packing`).
     """
 
     seq_length: int = 512
@@ -103,6 +108,7 @@ class DataConfig(hyperparams.Config):
     seed: int = 1
     on_corrupt_shard: str = "error"
     gold_only_languages: typing.List[str] = dataclasses.field(default_factory=list)
+    packing: str = "within_document"
 
 
 @dataclasses.dataclass
@@ -358,6 +364,8 @@ def finalize(config: StudentConfig) -> StudentConfig:
     if data.logits_dtype not in record_schema.LOGITS_DTYPES:
         _fail("data.logits_dtype", data.logits_dtype,
               f"must be one of {record_schema.LOGITS_DTYPES}")
+    if data.packing not in manifest_lib.PACKINGS:
+        _fail("data.packing", data.packing, f"must be one of {list(manifest_lib.PACKINGS)}")
     if data.global_batch_size <= 0:
         _fail("data.global_batch_size", data.global_batch_size, "must be positive")
     if not 0.0 <= data.sampling_alpha <= 1.0:

@@ -185,6 +185,11 @@ def open_sources(shards: dict[str, str], data_config: config_lib.DataConfig,
             vocab_sha256=vocab.sha256,
             vocab_size=vocab.size,
         )
+        if manifest.packing != data_config.packing:
+            raise manifest_lib.ManifestError(
+                f"{where}: field 'packing' is {manifest.packing!r} but config field "
+                f"'data.packing' is {data_config.packing!r}; train on shards packed the way the "
+                f"config says, or set data.packing: {manifest.packing}")
         gold_only = language in declared
         if gold_only and manifest.has_teacher_outputs:
             raise manifest_lib.ManifestError(

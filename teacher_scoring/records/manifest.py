@@ -24,6 +24,10 @@ from teacher_scoring.records import record_schema
 MANIFEST_FILENAME = "manifest.json"
 ID_SPACES = ("student", "teacher")
 COPIES_MODES = ("all", "best", "single")
+# How text was packed into sequences (teacher_scoring.examples.segmentation.PACKINGS):
+# `within_document` (BERT's format; every manifest written before the field) or
+# `full_sentences` (RoBERTa's: across documents, a separator token between them).
+PACKINGS = ("within_document", "full_sentences")
 
 
 class ManifestError(ValueError):
@@ -118,6 +122,7 @@ class Manifest:
     counters: dict[str, int] = dataclasses.field(default_factory=dict)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     schema_version: int = record_schema.SCHEMA_VERSION
+    packing: str = "within_document"
 
     @property
     def shard_spec(self) -> record_schema.ShardSpec:
@@ -145,6 +150,9 @@ class Manifest:
         if self.copies_mode not in COPIES_MODES:
             raise ManifestError(f"{where}: field 'copies_mode' must be one of {COPIES_MODES}, "
                                 f"got {self.copies_mode!r}")
+        if self.packing not in PACKINGS:
+            raise ManifestError(f"{where}: field 'packing' must be one of {PACKINGS}, "
+                                f"got {self.packing!r}")
         if self.compression not in ("", "GZIP"):
             raise ManifestError(f"{where}: field 'compression' must be '' or 'GZIP', "
                                 f"got {self.compression!r}")
