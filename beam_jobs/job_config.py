@@ -16,6 +16,7 @@ Example (configs/scoring/demo.yaml has a complete one):
     inference_batch_size: 64
     document_format: blank_line             # optional: line (default) | blank_line
     short_seq_prob: 0.1                     # optional (0): BERT's short_seq_prob
+    packing: within_document                # optional: within_document (default) | full_sentences
     languages:
       en: {corpus: ["workspace/corpora/en/*.txt"], num_shards: 16}
       de: {corpus: ["workspace/corpora/de/*.txt"], num_shards: 8}
@@ -52,6 +53,7 @@ import yaml
 from teacher_scoring.records import record_schema
 COPIES_MODES = ("all", "best")
 DOCUMENT_FORMATS = ("line", "blank_line")   # teacher_scoring.examples.documents.DOCUMENT_FORMATS
+PACKINGS = ("within_document", "full_sentences")  # teacher_scoring.examples.segmentation.PACKINGS
 COMPRESSIONS = ("", "GZIP")
 TEACHER_FORMATS = ("auto", "google_bert_checkpoint", "hf_folder", "tfm_checkpoint", "saved_model")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -114,6 +116,10 @@ class JobConfig:
     # BERT's short_seq_prob: a sequence's target length is drawn in [2, S - 2] with this
     # probability (teacher_scoring.examples.segmentation).
     short_seq_prob: float = 0.0
+    # `within_document` (BERT's format: a sequence holds one document's text) or
+    # `full_sentences` (RoBERTa's: sequences filled across documents, a separator between them;
+    # teacher_scoring.examples.segmentation.pack_documents). Recorded in the manifest.
+    packing: str = "within_document"
     source: str = ""
 
     @property
@@ -181,9 +187,10 @@ _TOP_LEVEL = {
     "whole_word_masking": "bool", "seed": "int", "logits_dtype": "str", "compression": "str",
     "copies_mode": "str", "inference_batch_size": "int", "languages": "map",
     "teachers": "map", "document_batch_size": "int", "jit_compile": "bool",
-    "document_format": "str", "short_seq_prob": "float",
+    "document_format": "str", "short_seq_prob": "float", "packing": "str",
 }
-_OPTIONAL = {"document_batch_size", "jit_compile", "document_format", "short_seq_prob"}
+_OPTIONAL = {"document_batch_size", "jit_compile", "document_format", "short_seq_prob",
+             "packing"}
 
 
 def _fail(source: str, key: str, message: str):
@@ -255,6 +262,12 @@ def from_dict(data: Any, source: str = "<config>") -> JobConfig:
         _fail(source, "seed", f"must be >= 0, got {values['seed']}")
     if "short_seq_prob" in values and not 0.0 <= values["short_seq_prob"] <= 1.0:
         _fail(source, "short_seq_prob", f"must be in [0, 1], got {values['short_seq_prob']}")
+    if "packing" in values:
+        if values["packing"] not in PACKINGS:
+            _fail(source, "packing", f"must be one of {list(PACKINGS)}, got {values['packing']!r}")
+        if values["packing"] == "full_sentences" and values.get("short_seq_prob", 0.0):
+            _fail(source, "short_seq_prob", f"must be 0 with packing 'full_sentences' (it fills "
+                                            f"every sequence), got {values['short_seq_prob']}")
     if "document_format" in values and values["document_format"] not in DOCUMENT_FORMATS:
         _fail(source, "document_format", f"must be one of {list(DOCUMENT_FORMATS)}, got "
                                          f"{values['document_format']!r}")

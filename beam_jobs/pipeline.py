@@ -283,7 +283,7 @@ def build_manifests(job: PreparedJob, tmp_dir: str,
                                                                  config.seq_length))},
             seed=config.seed, copies_mode=config.copies_mode_of(language),
             compression=config.compression, dropped=dropped, counters=other,
-            config=config.to_dict())
+            config=config.to_dict(), packing=config.packing)
     return manifests
 
 
