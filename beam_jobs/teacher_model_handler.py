@@ -78,6 +78,8 @@ class TeacherModelHandler(ModelHandler[record_schema.ScoredExample, PredictionRe
       seq_length, max_predictions_per_seq, top_k: S, P, k.
       batch_size: rows per call (RunInference batches of exactly this size, last one padded).
       jit_compile: XLA-compile the scoring function.
+      compute_dtype: "float32" | "bfloat16" (`scoring.make_score_fn`: a bfloat16 encoder, a
+        float32 MLM head; tf-models BERT teachers only).
       logits_dtype: how the shards store the logits ("float32" | "float16"): with float16, a
         copy with a logit beyond float16's range is a failure (module docstring).
     """
@@ -85,7 +87,8 @@ class TeacherModelHandler(ModelHandler[record_schema.ScoredExample, PredictionRe
     def __init__(self, name: str, path: str, format: str,  # pylint: disable=redefined-builtin
                  languages: Sequence[str],
                  seq_length: int, max_predictions_per_seq: int, top_k: int, batch_size: int,
-                 jit_compile: bool = False, logits_dtype: str = "float32"):
+                 jit_compile: bool = False, logits_dtype: str = "float32",
+                 compute_dtype: str = "float32"):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
         self._name = name
         self._path = path
@@ -100,6 +103,10 @@ class TeacherModelHandler(ModelHandler[record_schema.ScoredExample, PredictionRe
             raise ValueError(f"logits_dtype must be one of {record_schema.LOGITS_DTYPES}, got "
                              f"{logits_dtype!r}")
         self._logits_dtype = logits_dtype
+        if compute_dtype not in ("float32", "bfloat16"):   # scoring.COMPUTE_DTYPES (no TF here)
+            raise ValueError(f"compute_dtype must be one of ['float32', 'bfloat16'], got "
+                             f"{compute_dtype!r}")
+        self._compute_dtype = compute_dtype
         self._counters = None
         self._progress = None
 
@@ -118,9 +125,10 @@ class TeacherModelHandler(ModelHandler[record_schema.ScoredExample, PredictionRe
         teacher = load_teacher(self._path, format=self._format, name=self._name,
                                languages=self._languages)
         score_fn = scoring.make_score_fn(teacher, top_k=self._top_k,
-                                         jit_compile=self._jit_compile)
-        logging.info("loaded teacher %s from %s (%d tokens)", self._name, self._path,
-                     teacher.vocab_size)
+                                         jit_compile=self._jit_compile,
+                                         compute_dtype=self._compute_dtype)
+        logging.info("loaded teacher %s from %s (%d tokens, %s)", self._name, self._path,
+                     teacher.vocab_size, self._compute_dtype)
         return LoadedTeacher(teacher, score_fn)
 
     def get_metrics_namespace(self) -> str:

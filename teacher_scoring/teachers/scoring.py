@@ -20,12 +20,23 @@ id is outside the teacher vocabulary, or whose position is outside [0, S), makes
 loss NaN: `record_schema.validate` refuses such a record, so a bad example cannot be written
 silently (the check is arithmetic, so it also works under XLA, where assertions cannot run).
 
-The function is a `tf.function` traced once per static input shape; `jit_compile=True` compiles
-it with XLA (CPU, GPU or TPU).
+The function is a `tf.function` traced once per static input shape (`traces()` counts the
+traces of every scoring function of this process, per teacher); `jit_compile=True` compiles it
+with XLA (CPU, GPU or TPU).
+
+`compute_dtype="bfloat16"` runs the teacher's encoder in bfloat16 (tf_keras `mixed_bfloat16`:
+float32 weights, bfloat16 matrix products and activations) and keeps the MLM head (transform,
+LayerNorm, the product with the vocabulary, top-k and loss) in float32, so the ranking of the
+top-k and the logits come from float32 arithmetic on a bfloat16 encoder output
+(`bfloat16_teacher`). Only tf-models BERT teachers (the `google_bert_checkpoint`, `hf_folder`
+and `tfm_checkpoint` formats) can be rebuilt so; any other teacher is a ScoringError. The
+fidelity and speed against float32 are measured by bench/bench_scoring.py (docs/scoring_job.md).
 """
 
 from __future__ import annotations
 
+import collections
+import threading
 from typing import Mapping
 
 import tensorflow as tf
@@ -40,6 +51,14 @@ TEACHER_LOSS = "teacher_loss"
 _INT_INPUTS = (rs.INPUT_WORD_IDS, rs.INPUT_MASK, rs.INPUT_TYPE_IDS, rs.MASKED_LM_POSITIONS,
                rs.MASKED_LM_IDS)
 INPUTS = _INT_INPUTS + (rs.MASKED_LM_WEIGHTS,)
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+# Traces of scoring functions in this process, per teacher name (a trace runs the Python body of
+# `score`; under XLA each one is also a compilation).
+_TRACES: collections.Counter = collections.Counter()
+_TRACES_LOCK = threading.Lock()
+# tf_keras's dtype policy is process-global: models are rebuilt under it one at a time.
+_POLICY_LOCK = threading.Lock()
 
 
 class ScoringError(ValueError):
@@ -76,27 +95,94 @@ def _check_batch(batch: Mapping[str, tf.Tensor], teacher: Teacher) -> None:
                            f"max_sequence_length={teacher.max_sequence_length}")
 
 
-def make_score_fn(teacher: Teacher, top_k: int = 8, jit_compile: bool = False):
+def traces(teacher_name: str | None = None) -> int:
+    """How many times scoring functions were traced in this process (for one teacher's name,
+    or all)."""
+    with _TRACES_LOCK:
+        return _TRACES[teacher_name] if teacher_name is not None else sum(_TRACES.values())
+
+
+def bfloat16_teacher(teacher: Teacher) -> Teacher:
+    """The teacher with its encoder rebuilt under tf_keras's `mixed_bfloat16` policy (the same
+    float32 weights; bfloat16 products and activations) and its float32 MLM head.
+
+    Raises:
+      ScoringError: the teacher is not a tf-models BERT masked LM (a model with
+        `encoder_network` and `masked_lm`, and a BertMLMConfig), e.g. a SavedModel teacher.
+    """
+    import tf_keras  # pylint: disable=import-outside-toplevel
+    from teacher_scoring.teachers.loaders import bert_mlm  # pylint: disable=import-outside-toplevel
+
+    model = teacher.model
+    if (not isinstance(teacher.config, bert_mlm.BertMLMConfig)
+            or not hasattr(model, "encoder_network") or not hasattr(model, "masked_lm")):
+        raise ScoringError(
+            f"teacher {teacher.name!r} ({teacher.format or 'built in code'}, {teacher.path!r}): "
+            "compute_dtype bfloat16 needs a tf-models BERT teacher (formats "
+            "google_bert_checkpoint, hf_folder, tfm_checkpoint) whose encoder can be rebuilt in "
+            f"bfloat16; this one is {type(model).__name__}. Use compute_dtype: float32")
+    with _POLICY_LOCK:
+        previous = tf_keras.mixed_precision.global_policy()
+        tf_keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        try:
+            copy = bert_mlm.build_bert_mlm(teacher.config)
+        finally:
+            tf_keras.mixed_precision.set_global_policy(previous)
+    source, target = model.encoder_network.weights, copy.encoder_network.weights
+    shapes = [tuple(w.shape) for w in source]
+    if shapes != [tuple(w.shape) for w in target]:
+        raise ScoringError(f"teacher {teacher.name!r}: its encoder's variables {shapes[:4]}... "
+                           "do not match a BERT encoder built from its config; cannot rebuild it "
+                           "in bfloat16 (use compute_dtype: float32)")
+    copy.encoder_network.set_weights(model.encoder_network.get_weights())
+    encoder = copy.encoder_network
+    masked_lm = model.masked_lm     # float32, its decoder is the float32 embedding table
+
+    def mlm_fn(input_word_ids, input_mask, input_type_ids, masked_lm_positions):
+        outputs = encoder(dict(input_word_ids=input_word_ids, input_mask=input_mask,
+                               input_type_ids=input_type_ids), training=False)
+        sequence_output = (outputs["sequence_output"] if isinstance(outputs, dict)
+                           else outputs[0])
+        return masked_lm(tf.cast(sequence_output, tf.float32),
+                         masked_positions=masked_lm_positions, training=False)
+
+    return Teacher(teacher.name, teacher.vocab, teacher.lower_case, teacher.languages, mlm_fn,
+                   max_sequence_length=teacher.max_sequence_length, model=(encoder, masked_lm),
+                   format=teacher.format, path=teacher.path, config=teacher.config)
+
+
+def make_score_fn(teacher: Teacher, top_k: int = 8, jit_compile: bool = False,
+                  compute_dtype: str = "float32"):
     """The scoring function of a teacher.
 
     Args:
       teacher: the Teacher (any architecture).
       top_k: k, the number of logits kept per masked slot.
       jit_compile: compile with XLA.
+      compute_dtype: "float32", or "bfloat16" for a tf-models BERT teacher (module docstring).
 
     Returns:
       A tf.function batch dict → {topk_ids, topk_logits, teacher_loss} (module docstring).
 
     Raises:
-      ScoringError: top_k is not in [1, vocab_size]; at trace time, a batch of wrong keys,
-        dtypes or shapes, or longer than the teacher accepts.
+      ScoringError: top_k is not in [1, vocab_size]; compute_dtype is not one of
+        COMPUTE_DTYPES, or bfloat16 for a teacher that cannot be rebuilt in it; at trace time,
+        a batch of wrong keys, dtypes or shapes, or longer than the teacher accepts.
     """
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= teacher.vocab_size:
         raise ScoringError(f"teacher {teacher.name!r}: top_k must be an integer in "
                            f"[1, {teacher.vocab_size}], got {top_k!r}")
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ScoringError(f"teacher {teacher.name!r}: compute_dtype must be one of "
+                           f"{list(COMPUTE_DTYPES)}, got {compute_dtype!r}")
+    if compute_dtype == "bfloat16":
+        teacher = bfloat16_teacher(teacher)
     vocab_size = teacher.vocab_size
+    name = teacher.name
 
     def score(batch):
+        with _TRACES_LOCK:
+            _TRACES[name] += 1
         _check_batch(batch, teacher)
         positions = batch[rs.MASKED_LM_POSITIONS]
         gold = batch[rs.MASKED_LM_IDS]

@@ -1,5 +1,7 @@
 """TeacherModelHandler on a real tiny teacher: static padded batches, failures isolated."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -139,3 +141,54 @@ def test_nan_and_overflowing_logits_become_failures_with_their_reason(workspace,
     else:
         assert isinstance(results[2], TeacherScores)
         assert results[2].topk_logits.max() == pytest.approx(2e5)
+
+
+def test_one_trace_whatever_the_batch_sizes_and_padding_never_yields_records(workspace):
+    """Every call is padded to the static [B, S]: one trace (one XLA compilation) per loaded
+    teacher, however RunInference cuts the copies; padding rows never come back."""
+    from teacher_scoring.teachers import scoring
+    path, fmt, langs, _, _ = workspace.teachers["en_a"]
+    handler = TeacherModelHandler("en_a", str(path), fmt, langs, S, P, K, batch_size=B,
+                                  jit_compile=True)
+    model = handler.load_model()
+    examples = _examples(model.teacher.tokenizer(), 2 * B + 3)
+    before = scoring.traces("en_a")
+    for n in (1, 2, B - 1, B, B + 1, 2 * B + 3):   # last batches of a bundle, and several chunks
+        results = list(handler.run_inference(examples[:n], model))
+        assert [r.example.example_id for r in results] == [e.example_id for e in examples[:n]]
+        assert all(isinstance(r.inference, TeacherScores) for r in results)
+    # A batch that fails is retried copy by copy, each padded to B: still the same shape.
+    broken = list(examples[:3])
+    broken[1] = dataclasses.replace(broken[1], masked_lm_positions=np.zeros(P + 1, np.int32))
+    results = list(handler.run_inference(broken, model))
+    assert len(results) == 3 and isinstance(results[1].inference, ScoringFailure)
+    assert model.score_fn.experimental_get_tracing_count() == 1
+    assert scoring.traces("en_a") - before == 1
+
+
+def test_bfloat16_handler_scores_close_to_float32(handler_and_model, workspace):
+    handler, model = handler_and_model
+    path, fmt, langs, _, _ = workspace.teachers["en_a"]
+    bf16_handler = TeacherModelHandler("en_a", str(path), fmt, langs, S, P, K, batch_size=B,
+                                       compute_dtype="bfloat16")
+    bf16_model = bf16_handler.load_model()
+    examples = _examples(model.teacher.tokenizer(), B)
+    f32 = [r.inference for r in handler.run_inference(examples, model)]
+    bf16 = [r.inference for r in bf16_handler.run_inference(examples, bf16_model)]
+    for a, b, e in zip(f32, bf16, examples):
+        real = e.masked_lm_weights > 0
+        assert isinstance(b, TeacherScores)
+        assert not np.array_equal(a.topk_logits[real], b.topk_logits[real])
+        # This random teacher (initializer_range 1.0, logits ~15) amplifies bfloat16's rounding
+        # (2^-8 relative) more than a trained one does; the bound still fails for a wrong copy.
+        np.testing.assert_allclose(b.topk_logits[real], a.topk_logits[real],
+                                   atol=0.15 * np.abs(a.topk_logits[real]).max())
+        assert b.teacher_loss == pytest.approx(a.teacher_loss, rel=0.15)
+
+
+@pytest.mark.parametrize("bad", ["float16", "BF16", None])
+def test_handler_refuses_an_unknown_compute_dtype(bad):
+    with pytest.raises(ValueError, match=r"compute_dtype must be one of \['float32', "
+                                         r"'bfloat16'\], got " + repr(bad)):
+        TeacherModelHandler("t", "unused", "auto", ["en"], S, P, K, batch_size=B,
+                            compute_dtype=bad)
