@@ -19,7 +19,8 @@ def test_flag_errors_name_the_flag():
         cli.parse_corpus_flag("en")
     with pytest.raises(pipeline.TeacherReportError, match=r"language 'fr' has no --corpus"):
         cli.config_from_flags(["a=/t/a:en,fr"], ["en=/c/en.txt"], output_dir="/tmp/o")
-    with pytest.raises(pipeline.TeacherReportError, match=r"--corpus de=\.\.\.: no --teacher serves"):
+    with pytest.raises(pipeline.TeacherReportError,
+                       match=r"--corpus de=\.\.\.: no --teacher serves"):
         cli.config_from_flags(["a=/t/a:en"], ["en=/c/en.txt", "de=/c/de.txt"],
                              output_dir="/tmp/o")
     config = cli.config_from_flags(["a=gs://b/t/a:en"], ["en=/c/en.txt"], output_dir="/tmp/o")

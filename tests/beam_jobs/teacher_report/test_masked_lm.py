@@ -43,7 +43,8 @@ VOCAB_B = SPECIALS + ["the", "cats", "sat", "dog"]
 
 def _vocabs():
     Spec = collections.namedtuple("Spec", "name vocab lower_case")
-    return masked_lm.TeacherVocabs([Spec("a", tuple(VOCAB_A), False), Spec("b", tuple(VOCAB_B), True)])
+    return masked_lm.TeacherVocabs([Spec("a", tuple(VOCAB_A), False),
+                                    Spec("b", tuple(VOCAB_B), True)])
 
 
 def test_copy_stats_groups_words_and_counts():
@@ -75,7 +76,8 @@ def test_pair_agreement_detects_different_masked_words():
     vocabs = _vocabs()
     a = _copy("a", [5, 6, 7, 8], [0], [[5, 9]], 1.0, 1)                  # The
     b = _copy("b", [5, 6, 7], [2], [[7, 8]], 1.0, 1)                     # sat
-    out = masked_lm.pair_agreement(a, b, masked_lm.copy_stats(a, vocabs), masked_lm.copy_stats(b, vocabs), vocabs, 2)
+    out = masked_lm.pair_agreement(a, b, masked_lm.copy_stats(a, vocabs),
+                                   masked_lm.copy_stats(b, vocabs), vocabs, 2)
     assert not out["aligned"] and out["words"] == 0
 
 

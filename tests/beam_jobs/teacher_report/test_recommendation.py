@@ -1,4 +1,5 @@
-"""The recommendation rule, branch by branch, on hand-made figures."""
+"""The recommendation rule, branch by branch, and a gold-only language's tokenizer advice, on
+hand-made figures."""
 
 from beam_jobs.teacher_report import recommendation
 
@@ -27,7 +28,8 @@ def test_recommend_drops_a_teacher_that_is_worse_and_covers_no_better():
 
 
 def test_recommend_all_when_no_teacher_is_better():
-    rec = recommendation.recommend(["a", "b"], {"a": _fitfig(0.0), "b": _fitfig(0.0)}, _quality(-0.1, 0.2))
+    rec = recommendation.recommend(["a", "b"], {"a": _fitfig(0.0), "b": _fitfig(0.0)},
+                                   _quality(-0.1, 0.2))
     assert rec["mode"] == "all" and rec["teachers"] == ["a", "b"]
 
 
@@ -56,3 +58,18 @@ def test_recommend_warnings():
     single = recommendation.recommend(["a"], {"a": _fitfig(0.0)},
                           {"compared_examples": 300, "teachers": {}, "pairs": []})
     assert single["mode"] == "single" and single["teachers"] == ["a"]
+
+
+def test_gold_only_keeps_its_tokenizer_and_warns_when_another_covers_clearly_better():
+    fit = {"a": _fitfig(0.02), "b": _fitfig(0.001), "c": _fitfig(0.018)}
+    rec = recommendation.gold_only_recommendation("lb", "a", fit)
+    assert rec["mode"] == "gold_only" and rec["teachers"] == ["a"]
+    assert not rec["not_recommended"]
+    assert rec["reasons"][0].startswith("no teacher scores lb: trained on gold labels only, "
+                                        "tokenized with a (words with [UNK] 2.00%, 1.30 pieces")
+    (warning,) = rec["warnings"]
+    assert warning.startswith("b's tokenizer covers the text better (words with [UNK] 0.10%)")
+    # Within 0.5 points of the configured tokenizer (c), or the configured one best: no warning.
+    assert not recommendation.gold_only_recommendation("lb", "a", {k: fit[k] for k in "ac"})[
+        "warnings"]
+    assert not recommendation.gold_only_recommendation("lb", "b", fit)["warnings"]
