@@ -16,6 +16,7 @@ Example (configs/scoring/demo.yaml has a complete one):
     inference_batch_size: 64
     document_format: blank_line             # optional: line (default) | blank_line
     short_seq_prob: 0.1                     # optional (0): BERT's short_seq_prob
+    compute_dtype: float32                  # optional: float32 (default) | bfloat16 (teachers)
     packing: within_document                # optional: within_document (default) | full_sentences
     languages:
       en: {corpus: ["workspace/corpora/en/*.txt"], num_shards: 16}
@@ -55,6 +56,7 @@ COPIES_MODES = ("all", "best")
 DOCUMENT_FORMATS = ("line", "blank_line")   # teacher_scoring.examples.documents.DOCUMENT_FORMATS
 PACKINGS = ("within_document", "full_sentences")  # teacher_scoring.examples.segmentation.PACKINGS
 COMPRESSIONS = ("", "GZIP")
+COMPUTE_DTYPES = ("float32", "bfloat16")   # teacher_scoring.teachers.scoring.COMPUTE_DTYPES
 TEACHER_FORMATS = ("auto", "google_bert_checkpoint", "hf_folder", "tfm_checkpoint", "saved_model")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -110,6 +112,10 @@ class JobConfig:
     # XLA-compile the teachers' scoring functions (jit_compile of make_score_fn): on by default,
     # the faster way on CPU (bench/bench_scoring.py); `false` for a teacher XLA cannot compile.
     jit_compile: bool = True
+    # The teachers' compute dtype (scoring.make_score_fn): float32, or bfloat16 (a bfloat16
+    # encoder, a float32 MLM head; tf-models BERT teachers only). Off by default: its fidelity
+    # and speed are in docs/scoring_job.md (bench/bench_scoring.py).
+    compute_dtype: str = "float32"
     # Corpus format (teacher_scoring.examples.documents): `line` (one document a line) or `blank_line`
     # (BERT's format: a blank line between documents; a document's lines are packed).
     document_format: str = "line"
@@ -187,9 +193,11 @@ _TOP_LEVEL = {
     "whole_word_masking": "bool", "seed": "int", "logits_dtype": "str", "compression": "str",
     "copies_mode": "str", "inference_batch_size": "int", "languages": "map",
     "teachers": "map", "document_batch_size": "int", "jit_compile": "bool",
+    "compute_dtype": "str",
     "document_format": "str", "short_seq_prob": "float", "packing": "str",
 }
-_OPTIONAL = {"document_batch_size", "jit_compile", "document_format", "short_seq_prob",
+_OPTIONAL = {"document_batch_size", "jit_compile", "compute_dtype", "document_format",
+             "short_seq_prob",
              "packing"}
 
 
@@ -268,6 +276,9 @@ def from_dict(data: Any, source: str = "<config>") -> JobConfig:
         if values["packing"] == "full_sentences" and values.get("short_seq_prob", 0.0):
             _fail(source, "short_seq_prob", f"must be 0 with packing 'full_sentences' (it fills "
                                             f"every sequence), got {values['short_seq_prob']}")
+    if "compute_dtype" in values and values["compute_dtype"] not in COMPUTE_DTYPES:
+        _fail(source, "compute_dtype", f"must be one of {list(COMPUTE_DTYPES)}, got "
+                                       f"{values['compute_dtype']!r}")
     if "document_format" in values and values["document_format"] not in DOCUMENT_FORMATS:
         _fail(source, "document_format", f"must be one of {list(DOCUMENT_FORMATS)}, got "
                                          f"{values['document_format']!r}")

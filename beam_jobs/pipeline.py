@@ -107,7 +107,8 @@ def _check_teacher(name: str, config: JobConfig, student_vocab) -> tuple[Teacher
         raise JobSetupError(f"{where}: accepts at most {teacher.max_sequence_length} tokens but "
                             f"seq_length is {config.seq_length}")
     try:
-        score_fn = scoring.make_score_fn(teacher, top_k=config.top_k)
+        score_fn = scoring.make_score_fn(teacher, top_k=config.top_k,
+                                         compute_dtype=config.compute_dtype)
         tokenizer = teacher.tokenizer()
         s, p = config.seq_length, config.max_predictions_per_seq
         ids = np.full([1, s], tokenizer.pad_id, np.int32)
@@ -200,7 +201,8 @@ def build_pipeline(pipeline: beam.Pipeline, job: PreparedJob, tmp_dir: str) -> N
             name=name, path=t.path, format=t.format, languages=t.languages,
             seq_length=config.seq_length, max_predictions_per_seq=config.max_predictions_per_seq,
             top_k=config.top_k, batch_size=config.inference_batch_size,
-            jit_compile=config.jit_compile, logits_dtype=config.logits_dtype)
+            jit_compile=config.jit_compile, logits_dtype=config.logits_dtype,
+            compute_dtype=config.compute_dtype)
         for name, t in config.teachers.items()}
     scored = (examples | "FlattenExamples" >> beam.Flatten()
               | "ScoreWithTeachers" >> ScoreWithTeachers(handlers))
