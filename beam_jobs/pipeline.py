@@ -300,8 +300,12 @@ class JobResult:
     temp_dirs: output.TempDirCleanup = dataclasses.field(default_factory=output.TempDirCleanup)
 
 
+DASK_RUNNER = "beam_jobs.dask_runner.DaskRunner"
+
+
 def default_pipeline_args(pipeline_args: Sequence[str]) -> list[str]:
-    """DirectRunner in `in_memory` mode unless the arguments say otherwise.
+    """DirectRunner in `in_memory` mode unless the arguments say otherwise; `DaskRunner` is
+    this project's completion of Beam's (beam_jobs/dask_runner.py).
 
     in_memory is the DirectRunner's fastest mode for this job (bench/bench_scoring.py,
     docs/scoring_job.md): the teacher's TensorFlow ops already use every core, while
@@ -313,6 +317,9 @@ def default_pipeline_args(pipeline_args: Sequence[str]) -> list[str]:
     if "--runner" not in joined:
         args.append("--runner=DirectRunner")
     runner = PipelineOptions(args).get_all_options()["runner"] or "DirectRunner"
+    if runner in ("DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner"):
+        # Beam 2.77's DaskRunner cannot run this job; beam_jobs.dask_runner completes it.
+        args.append(f"--runner={DASK_RUNNER}")
     if "Direct" in runner:
         if "--direct_running_mode" not in joined:
             args.append("--direct_running_mode=in_memory")
@@ -371,15 +378,42 @@ def run_job(config: JobConfig, pipeline_args: Sequence[str] = (), overwrite: boo
 
 def _wait(result, poll_seconds: float = 60.0) -> None:
     """Waits for the run, logging the counters every `poll_seconds` on runners that return
-    before the job ends (Dataflow); raises if the job did not succeed."""
+    before the job ends (Dataflow, PortableRunner, Dask); raises if the job did not succeed.
+
+    One blocking `wait_until_finish()`, the progress from a thread: the PortableRunner's
+    result (also Flink's and Spark's) cannot be waited on twice with a duration — every call
+    starts new readers of the job service's one message stream, and the second fails with
+    "ValueError: generator already executing" (tests/beam_jobs/test_runners.py)."""
+    import threading  # pylint: disable=import-outside-toplevel
+
     from apache_beam.runners.runner import PipelineState  # pylint: disable=import-outside-toplevel
 
-    while not PipelineState.is_terminal(result.state):
-        result.wait_until_finish(duration=int(poll_seconds * 1000))
-        if not PipelineState.is_terminal(result.state):
-            try:
-                metrics.log_counters(metrics.query_counters(result), "progress")
-            except Exception as error:  # pylint: disable=broad-except
-                logging.info("progress: counters not available yet (%s)", error)
+    if not PipelineState.is_terminal(result.state):
+        finished = threading.Event()
+
+        def log_progress():
+            if _metrics_frozen_by_query(result):
+                return
+            while not finished.wait(poll_seconds):
+                try:
+                    metrics.log_counters(metrics.query_counters(result), "progress")
+                except Exception as error:  # pylint: disable=broad-except
+                    logging.info("progress: counters not available yet (%s)", error)
+
+        progress = threading.Thread(target=log_progress, name="scoring-progress", daemon=True)
+        progress.start()
+        try:
+            result.wait_until_finish()
+        finally:
+            finished.set()
     if result.state != PipelineState.DONE:
         raise RuntimeError(f"the scoring pipeline ended in state {result.state}")
+
+
+def _metrics_frozen_by_query(result) -> bool:
+    """The PortableRunner's result (also Flink's, Spark's, Prism's) keeps the first answer of
+    `metrics()`: querying it while the job runs would freeze the counters at that moment, and
+    the manifests would get them (empty). Its counters are read once, at the end."""
+    from apache_beam.runners.portability import portable_runner  # pylint: disable=import-outside-toplevel
+
+    return isinstance(result, portable_runner.PipelineResult)

@@ -5,8 +5,19 @@ offline with the teachers (top-k logits per masked token + teacher loss), maps a
 student vocabulary, keeps all copies or the best one, and writes TFRecord shards with a
 manifest per language. See docs/scoring_job.md.
 
-    # DirectRunner, multi-processing on every core (the default):
+    # DirectRunner, in_memory (the default):
     python -m beam_jobs.score_corpora --config configs/scoring/demo.yaml
+
+    # Dask: an existing scheduler (without --dask_client_address the runner starts a
+    # LocalCluster on this machine); beam_jobs/dask_runner.py completes Beam's DaskRunner:
+    python -m beam_jobs.score_corpora --config configs/scoring/demo.yaml \
+        --runner DaskRunner --dask_client_address tcp://SCHEDULER_HOST:8786
+
+    # Beam's portable protocol (what Dataflow Runner v2 runs), SDK harnesses from a worker
+    # pool (python -m apache_beam.runners.worker.worker_pool_main --service_port 50000):
+    python -m beam_jobs.score_corpora --config configs/scoring/demo.yaml \
+        --runner PortableRunner --job_endpoint embed \
+        --environment_type EXTERNAL --environment_config localhost:50000
 
     # Dataflow:
     python -m beam_jobs.score_corpora --config configs/scoring/student_similar.yaml \
@@ -15,7 +26,8 @@ manifest per language. See docs/scoring_job.md.
         --requirements_file requirements.txt
 
 Flags not defined here are Beam pipeline options (--runner, --direct_num_workers, --project,
-...). Every teacher is loaded and test-scored before the pipeline is built: a bad checkpoint
+--dask_client_address, --dask_npartitions, --environment_type, ...; docs/scoring_job.md,
+"Other runners"). Every teacher is loaded and test-scored before the pipeline is built: a bad checkpoint
 stops the job before any data is read.
 """
 
