@@ -12,6 +12,16 @@ Measured side by side in one run on this machine:
     (tracing / compilation excluded), with XLA (`jit_compile=True`, measured before and after
     the job, to see the noise of a shared machine) and once without (the XLA speed-up);
   * ratio = job / fastest bare loop, in CPU time (target >= 0.9) and wall clock;
+  * traces during the job: of the teachers' scoring functions (`scoring.traces`; under XLA each
+    is a compilation) and of the tokenizers' tf-text graphs (`TeacherTokenizer._tokenize_graph`)
+    — counted in this process, so with the default `in_memory` runner;
+  * bfloat16 scoring (`compute_dtype: bfloat16`; `--bfloat16`, on by default): the bare XLA loop
+    in bfloat16 beside the float32 one (speed, and whether this CPU has bfloat16 instructions:
+    avx512_bf16 / amx_bf16 in /proc/cpuinfo), and its fidelity on the first `--fidelity_batches`
+    batches: top-8 agreement with float32 (the same ids as a set, the same top-1), the error of
+    the top-k logits and of the teacher loss, and the student's KD loss (`student.losses`, the
+    trainer's own) on the records, with the float32 teacher's full logits as the student, against
+    float32 and bfloat16 targets;
   * bytes on disk per masked position, float32 logits (the job's output) and float16 logits
     (the same records re-encoded with the float16 spec, exactly what the job writes with
     `logits_dtype: float16`), against dense full-vocabulary float32 storage (4 B x student
@@ -73,6 +83,20 @@ flags.DEFINE_integer("direct_num_workers", None, "DirectRunner workers (default:
                      "launcher's).")
 flags.DEFINE_bool("jit_compile", None, "The job config's jit_compile (default: the job "
                   "config's default).")
+flags.DEFINE_enum("compute_dtype", None, ["float32", "bfloat16"],
+                  "The job config's compute_dtype (default: the job config's default).")
+flags.DEFINE_bool("bfloat16", True, "Measure bfloat16 scoring (speed and fidelity) against "
+                  "float32 in bare loops.")
+flags.DEFINE_integer("fidelity_batches", 20, "Batches of the bfloat16 fidelity comparison.")
+flags.DEFINE_string("fidelity_teacher", None,
+                    "Also measure bfloat16 fidelity on this (trained) teacher folder, on the "
+                    "demo text of its languages masked as the job does (S = its "
+                    "max_sequence_length if shorter than --seq_length). The bench's own teacher "
+                    "is random (initializer_range 0.5), which amplifies rounding.")
+flags.DEFINE_bool("bare_plain", True, "Also time the bare loop without XLA.")
+flags.DEFINE_bool("job_before", False,
+                  "Also run the job as it was before tokenizers were shared by the languages of "
+                  "a process (each language's DoFn builds and traces its own), after the job.")
 flags.DEFINE_bool("bare_before", True, "Also time the XLA bare loop before the job (the mean "
                   "of before and after evens out the machine's load; off halves that cost).")
 
@@ -133,6 +157,8 @@ def job_config(root, teacher_path, corpora):
     }
     if FLAGS.jit_compile is not None:
         data["jit_compile"] = FLAGS.jit_compile
+    if FLAGS.compute_dtype is not None:
+        data["compute_dtype"] = FLAGS.compute_dtype
     return jc.from_dict(data, source="bench_scoring")
 
 
@@ -185,6 +211,114 @@ def time_bare(score_fn, batches):
             # Fetch the outputs as the job does (host NumPy).
             out["topk_ids"].numpy(), out["topk_logits"].numpy(), out["teacher_loss"].numpy()
     return timer
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's bfloat16 instruction flags (/proc/cpuinfo), [] if none or unknown."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return sorted({w for w in line.split()
+                                   if w in ("avx512_bf16", "amx_bf16", "amx_tile", "avx_vnni")})
+    except OSError:
+        pass
+    return []
+
+
+class TokenizerTraces:
+    """Counts traces of `TeacherTokenizer._tokenize_graph` (its Python body runs only while
+    tracing) in this process while active."""
+
+    def __enter__(self):
+        from teacher_scoring.examples import tokenization
+        self._cls = tokenization.TeacherTokenizer
+        self._original = self._cls._tokenize_graph
+        self.count = 0
+        original = self._original
+
+        def counting(tokenizer, texts):
+            self.count += 1
+            return original(tokenizer, texts)
+
+        self._cls._tokenize_graph = counting
+        return self
+
+    def __exit__(self, *exc):
+        self._cls._tokenize_graph = self._original
+
+
+def bfloat16_fidelity(teacher, f32_fn, bf16_fn, batches):
+    """Fidelity of bfloat16 scoring against float32 on `batches` (module docstring)."""
+    import tensorflow as tf
+    from student import losses
+    agree_sets, agree_top1, slots = 0, 0, 0
+    logit_err, logit_ref, loss_err, loss_ref = [], [], [], []
+    kd = {"float32": [0.0, 0.0], "bfloat16": [0.0, 0.0]}   # numerator, denominator
+    for batch in batches:
+        a, b = f32_fn(batch), bf16_fn(batch)
+        real = batch["masked_lm_weights"] > 0
+        ids_a, ids_b = a["topk_ids"].numpy()[real], b["topk_ids"].numpy()[real]
+        la, lb = a["topk_logits"].numpy()[real], b["topk_logits"].numpy()[real]
+        slots += len(ids_a)
+        agree_sets += sum(set(x) == set(y) for x, y in zip(ids_a.tolist(), ids_b.tolist()))
+        agree_top1 += int(np.sum(ids_a[:, 0] == ids_b[:, 0]))
+        logit_err.append(np.abs(la - lb).ravel())
+        logit_ref.append(np.abs(la).ravel())
+        rows = batch["masked_lm_weights"].sum(1) > 0
+        loss_a, loss_b = a["teacher_loss"].numpy()[rows], b["teacher_loss"].numpy()[rows]
+        loss_err.append(np.abs(loss_a - loss_b))
+        loss_ref.append(np.abs(loss_a))
+        student = teacher.mlm_logits(batch["input_word_ids"], batch["input_mask"],
+                                     batch["input_type_ids"], batch["masked_lm_positions"])
+        weights = tf.constant(batch["masked_lm_weights"])
+        for name, out in (("float32", a), ("bfloat16", b)):
+            kd[name][0] += float(losses.kd_loss_sum(student, out["topk_ids"],
+                                                    out["topk_logits"], weights))
+            kd[name][1] += float(tf.reduce_sum(losses.kd_slot_weights(out["topk_ids"], weights)))
+    logit_err, logit_ref = np.concatenate(logit_err), np.concatenate(logit_ref)
+    loss_err, loss_ref = np.concatenate(loss_err), np.concatenate(loss_ref)
+    kd32, kd16 = kd["float32"][0] / kd["float32"][1], kd["bfloat16"][0] / kd["bfloat16"][1]
+    return {"slots": slots, "top8_set_agreement": agree_sets / slots,
+            "top1_agreement": agree_top1 / slots,
+            "logit_abs_err_mean": float(logit_err.mean()),
+            "logit_abs_err_max": float(logit_err.max()),
+            "logit_abs_mean": float(logit_ref.mean()),
+            "loss_rel_err_mean": float((loss_err / loss_ref).mean()),
+            "loss_rel_err_max": float((loss_err / loss_ref).max()),
+            "kd_float32": kd32, "kd_bfloat16": kd16, "kd_rel_diff": (kd16 - kd32) / kd32}
+
+
+def report_fidelity_teacher(config):
+    """bfloat16 fidelity (and bare XLA speed) on --fidelity_teacher."""
+    from teacher_scoring.teachers import scoring
+    from teacher_scoring.teachers.loaders import load_teacher
+    trained = load_teacher(FLAGS.fidelity_teacher)
+    s = min(FLAGS.seq_length, trained.max_sequence_length or FLAGS.seq_length)
+    p = min(FLAGS.max_predictions_per_seq, max(1, round(0.15 * s)))
+    corpora = {lang: REPO / "data/corpora/demo" / f"{lang}.txt" for lang in trained.languages
+               if (REPO / "data/corpora/demo" / f"{lang}.txt").exists()}
+    small = config.replace(seq_length=s, max_predictions_per_seq=p, document_format="line")
+    examples, batches = bare_batches(small, trained, corpora)
+    f32_fn = scoring.make_score_fn(trained, top_k=FLAGS.top_k, jit_compile=True)
+    bf16_fn = scoring.make_score_fn(trained, top_k=FLAGS.top_k, jit_compile=True,
+                                    compute_dtype="bfloat16")
+    fidelity = bfloat16_fidelity(trained, f32_fn, bf16_fn, batches[:FLAGS.fidelity_batches])
+    print(f"bfloat16 fidelity on the trained teacher {trained.name} ({FLAGS.fidelity_teacher}; "
+          f"{trained.config.num_layers if trained.config else '?'} layers, vocab "
+          f"{trained.vocab_size}, S {s}, P {p}, demo text of {sorted(corpora)}, one line a "
+          f"document), {fidelity['slots']} masked slots: top-8 id sets equal "
+          f"{fidelity['top8_set_agreement']:.4f}, top-1 equal {fidelity['top1_agreement']:.4f}; "
+          f"top-k logit |error| mean {fidelity['logit_abs_err_mean']:.4f}, max "
+          f"{fidelity['logit_abs_err_max']:.4f} (mean |logit| {fidelity['logit_abs_mean']:.3f}); "
+          f"teacher loss relative error mean {fidelity['loss_rel_err_mean']:.2e}, max "
+          f"{fidelity['loss_rel_err_max']:.2e}; student KD loss float32 targets "
+          f"{fidelity['kd_float32']:.5f}, bfloat16 targets {fidelity['kd_bfloat16']:.5f}, "
+          f"relative difference {fidelity['kd_rel_diff']:+.2e}")
+    tokens = sum(int(np.sum(e.input_mask)) for e in examples)
+    bf16, f32 = time_bare(bf16_fn, batches), time_bare(f32_fn, batches)
+    print(f"  its bare XLA loops: bfloat16 {tokens / bf16.cpu:.0f}, float32 {tokens / f32.cpu:.0f} "
+          f"tokens/CPU-s: bfloat16 / float32 = {f32.cpu / bf16.cpu:.2f} in CPU time")
 
 
 def reencode_float16(output_dir, languages):
@@ -249,8 +383,11 @@ def main(argv):
     if FLAGS.direct_num_workers:
         args.append(f"--direct_num_workers={FLAGS.direct_num_workers}")
     effective = pipeline.default_pipeline_args(args)
-    with Timer() as job_timer:
+    before_job = None
+    score_traces = scoring.traces()
+    with TokenizerTraces() as tokenizer_traces, Timer() as job_timer:
         result = pipeline.run_job(config, args)
+    score_traces = scoring.traces() - score_traces
     written = sum(m.languages[l].examples for l, m in result.manifests.items())
     masked = sum(m.languages[l].masked_tokens for l, m in result.manifests.items())
     job_tokens = sum(m.languages[l].real_tokens for l, m in result.manifests.items())
@@ -263,17 +400,38 @@ def main(argv):
           f"({scored / job_timer.wall:.1f} seq/s); {job_timer.cpu:.1f} CPU s = "
           f"{tokens / job_timer.cpu:.0f} tokens/CPU-s")
 
+    # The job as before, after the job as now: the first run pays Beam's lazy imports.
+    if FLAGS.job_before:
+        from beam_jobs import build_examples
+        from teacher_scoring.examples.tokenization import TeacherTokenizer
+        shared = build_examples.shared_tokenizer
+        build_examples.shared_tokenizer = lambda t: TeacherTokenizer(list(t.vocab), t.lower_case)
+        try:
+            with TokenizerTraces() as old_traces, Timer() as before_job:
+                pipeline.run_job(config.replace(output_dir=str(root / "scored_before")), args)
+        finally:
+            build_examples.shared_tokenizer = shared
+        shutil.rmtree(root / "scored_before")
+        print(f"job before (a tokenizer per language's DoFn): {before_job.wall:.1f} s wall, "
+              f"{before_job.cpu:.1f} CPU s = {tokens / before_job.cpu:.0f} tokens/CPU-s; "
+              f"tokenizer traces {old_traces.count}")
     after = time_bare(xla_fn, batches)
     report_bare("bare loop with XLA (after)", after, n, tokens)
-    plain = time_bare(plain_fn, batches)
-    report_bare("bare loop without XLA", plain, n, tokens)
+    plain = None
+    if FLAGS.bare_plain:
+        plain = time_bare(plain_fn, batches)
+        report_bare("bare loop without XLA", plain, n, tokens)
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     timings = [t for t in (before, after) if t is not None]
     bare_wall = len(timings) * tokens / sum(t.wall for t in timings)
     bare_cpu = len(timings) * tokens / sum(t.cpu for t in timings)
-    print(f"XLA speed-up of the bare loop: {bare_cpu / (tokens / plain.cpu):.2f}x in CPU time, "
-          f"{bare_wall / (tokens / plain.wall):.2f}x wall")
+    if plain is not None:
+        print(f"XLA speed-up of the bare loop: {bare_cpu / (tokens / plain.cpu):.2f}x in CPU "
+              f"time, {bare_wall / (tokens / plain.wall):.2f}x wall")
     job_cpu = tokens / job_timer.cpu
+    if before_job is not None:
+        print(f"ratio job before / bare with XLA, CPU time: "
+              f"{tokens / before_job.cpu / bare_cpu:.2f}")
     print(f"ratio job / bare with XLA, CPU time:   {job_cpu / bare_cpu:.2f} (target >= 0.9; "
           f"tokens per CPU-second, robust to other processes)")
     print(f"ratio job / bare with XLA, wall clock: {tokens / job_timer.wall / bare_wall:.2f} "
@@ -281,6 +439,38 @@ def main(argv):
     print(f"job CPU time not spent in bare scoring (start-up, compiling, reading, packing, "
           f"masking, mapping, writing): {job_timer.cpu - tokens / bare_cpu:.1f} of "
           f"{job_timer.cpu:.1f} CPU s")
+    in_process = (FLAGS.direct_running_mode or "in_memory") == "in_memory"
+    where = "" if in_process else " (this process only: the workers are other processes)"
+    print(f"traces during the job{where}: scoring functions "
+          f"{score_traces} (launcher check + one per teacher per worker; bound: 2 for 1 "
+          f"teacher), tokenizer graphs {tokenizer_traces.count} (one per teacher vocabulary "
+          f"per process; {len(corpora)} languages)")
+
+    if FLAGS.bfloat16:
+        bf16_flags = cpu_flags()
+        have = bf16_flags or "none (no avx512_bf16 / amx_bf16: bfloat16 is emulated)"
+        print(f"bfloat16: CPU bfloat16 flags: {have}")
+        bf16_fn = scoring.make_score_fn(teacher, top_k=FLAGS.top_k, jit_compile=True,
+                                        compute_dtype="bfloat16")
+        bf16 = time_bare(bf16_fn, batches)
+        report_bare("bare loop with XLA, bfloat16", bf16, n, tokens)
+        f32 = time_bare(xla_fn, batches)
+        report_bare("bare loop with XLA, float32 (beside it)", f32, n, tokens)
+        print(f"bfloat16 / float32 speed, bare XLA loops side by side: "
+              f"{f32.cpu / bf16.cpu:.2f} in CPU time, {f32.wall / bf16.wall:.2f} wall")
+        fidelity = bfloat16_fidelity(teacher, xla_fn, bf16_fn, batches[:FLAGS.fidelity_batches])
+        print(f"bfloat16 fidelity on {fidelity['slots']} masked slots "
+              f"({min(FLAGS.fidelity_batches, len(batches))} batches): top-8 id sets equal "
+              f"{fidelity['top8_set_agreement']:.4f}, top-1 equal "
+              f"{fidelity['top1_agreement']:.4f}; top-k logit |error| mean "
+              f"{fidelity['logit_abs_err_mean']:.4f}, max {fidelity['logit_abs_err_max']:.4f} "
+              f"(mean |logit| {fidelity['logit_abs_mean']:.3f}); teacher loss relative error "
+              f"mean {fidelity['loss_rel_err_mean']:.2e}, max {fidelity['loss_rel_err_max']:.2e}")
+        print(f"student KD loss on the records (student = the float32 teacher): float32 targets "
+              f"{fidelity['kd_float32']:.5f}, bfloat16 targets {fidelity['kd_bfloat16']:.5f}, "
+              f"relative difference {fidelity['kd_rel_diff']:+.2e}")
+        if FLAGS.fidelity_teacher:
+            report_fidelity_teacher(config)
 
     f32_bytes = sum(p.stat().st_size for p in (root / "scored").glob("*/*.tfrecord*"))
     f16_bytes = reencode_float16(str(root / "scored"), list(corpora))
