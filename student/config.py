@@ -34,7 +34,7 @@ from teacher_scoring.records import manifest as manifest_lib
 from teacher_scoring.records import record_schema
 LAMBDA_SCHEDULES = ("constant", "linear")
 CORRUPT_SHARD_POLICIES = ("error", "skip")
-STRATEGIES = ("one_device", "mirrored", "tpu")
+STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
 
 class ConfigError(ValueError):
@@ -81,6 +81,10 @@ class DataConfig(hyperparams.Config):
         of an `all` run count once); 1 = natural, 0 = uniform.
       shuffle_buffer_size: per-language example shuffle buffer.
       cycle_length: shards read in parallel per language (interleave).
+      input_streams: N > 0: every global batch is the concatenation of N file-disjoint
+        sub-streams of global_batch_size / N examples each (stream g reads shard files g::N of
+        every language); each of W workers reads N / W of them, so the batches do not depend on
+        W (input_pipeline.py). 0 (default) = one stream per worker (one stream on one worker).
       seed: seed of file shuffling, example shuffling and language sampling.
       on_corrupt_shard: `error`: a corrupt/truncated shard (or one holding NaN/infinite
         teacher logits, losses or weights) stops training with an error naming the file; `skip`:
@@ -108,6 +112,7 @@ class DataConfig(hyperparams.Config):
     seed: int = 1
     on_corrupt_shard: str = "error"
     gold_only_languages: typing.List[str] = dataclasses.field(default_factory=list)
+    input_streams: int = 0
     packing: str = "within_document"
 
 
@@ -179,7 +184,8 @@ class RuntimeConfig(hyperparams.Config):
     """Where and how the step runs.
 
     Attributes:
-      distribution_strategy: one_device | mirrored | tpu.
+      distribution_strategy: one_device | mirrored | multi_worker_mirrored | tpu
+        (multi_worker_mirrored: MultiWorkerMirroredStrategy over the workers of TF_CONFIG).
       tpu: TPU name or address for TPUClusterResolver (`local` on a TPU VM).
       num_gpus: GPUs for one_device / mirrored (0 = CPU; mirrored then uses every logical CPU).
       jit_compile: XLA-compile the per-replica forward/backward pass (always compiled on TPU).
@@ -374,6 +380,11 @@ def finalize(config: StudentConfig) -> StudentConfig:
         _fail("data.shuffle_buffer_size", data.shuffle_buffer_size, "must be positive")
     if data.cycle_length <= 0:
         _fail("data.cycle_length", data.cycle_length, "must be positive")
+    if data.input_streams < 0:
+        _fail("data.input_streams", data.input_streams, "must be >= 0 (0 = one per worker)")
+    if data.input_streams and data.global_batch_size % data.input_streams:
+        _fail("data.input_streams", data.input_streams,
+              f"must divide data.global_batch_size = {data.global_batch_size}")
     gold_only = data.gold_only_languages
     if (not isinstance(gold_only, (list, tuple)) or
             not all(isinstance(lang, str) and lang.strip() for lang in gold_only)):

@@ -34,6 +34,14 @@ shards out before training).
 
 Everything random is seeded (data.seed) and the pipeline is deterministic, so an iterator saved
 in a checkpoint resumes the exact stream.
+
+Input streams (several workers, `worker_dataset`). With `data.input_streams` = N > 1 (0 = one
+per worker) a global batch is the concatenation, in stream order, of N sub-batches of
+global_batch_size / N examples; stream g is the pipeline above over shard files g::N of every
+language (its own seeds), so the streams never share a file and hence never an example. Worker w
+of W reads streams [w N/W, (w+1) N/W) only and splits its part of the batch over its replicas.
+The global batch thus depends on N, not on W: one worker with N = 2 sees exactly the batches of
+two workers (test_multi_worker.py). N = 1 is the single stream above, unchanged.
 """
 
 from __future__ import annotations
@@ -51,6 +59,8 @@ from student import shard_sources
 LANGUAGE_ID = "language_id"
 KD_WEIGHT = losses.KD_WEIGHT
 _DROPPED = (record_schema.TEACHER_LOSS,)
+# Seeds of stream g > 0 of `worker_dataset` (stream 0 keeps data.seed).
+_STREAM_SEED_STRIDE = 100_003
 _FLOAT_FIELDS = (record_schema.MASKED_LM_WEIGHTS, record_schema.TEACHER_TOPK_LOGITS,
                  record_schema.TEACHER_LOSS)
 
@@ -86,12 +96,16 @@ class StudentInputPipeline:
     """
 
     def __init__(self, sources: list[shard_sources.LanguageSource],
-                 data_config: config_lib.DataConfig, use_teacher: bool):
+                 data_config: config_lib.DataConfig, use_teacher: bool,
+                 example_ids: bool = False):
         if not sources:
             raise ValueError("no shard sources")
         self.sources = list(sources)
         self.data_config = data_config
         self.use_teacher = use_teacher
+        # Keep each example's example_id (string [B]) in the batches: for tests that record
+        # which examples a step used; the trainer never gets strings.
+        self.example_ids = example_ids
         self.spec = shard_sources.reading_spec(data_config, use_teacher)
         self.languages = tuple(s.language for s in self.sources)
         # Distilled and gold-only languages in one stream: records are parsed by kind.
@@ -104,15 +118,16 @@ class StudentInputPipeline:
         return [path for source in self.sources for path in source.files]
 
     def _language_dataset(self, index: int, source: shard_sources.LanguageSource,
-                          input_context: tf.distribute.InputContext | None,
-                          seed: int) -> tf.data.Dataset:
+                          shard: tuple[int, int, str], seed: int) -> tf.data.Dataset:
+        """`shard` = (i, n, what): this pipeline reads files i::n ("input pipelines" or "input
+        streams", for the error message)."""
         files = list(source.files)
-        if input_context and input_context.num_input_pipelines > 1:
-            n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
+        i, n, what = shard
+        if n > 1:
             if len(files) < n:
                 raise shard_sources.ShardError(
                     f"{source.manifest_path}: {source.language!r} has {len(files)} shard(s), "
-                    f"fewer than the {n} input pipelines; write more shards")
+                    f"fewer than the {n} {what}; write more shards")
             files = files[i::n]
         file_ds = tf.data.Dataset.from_tensor_slices(files)
         file_ds = file_ds.shuffle(len(files), seed=seed * 1009 + 2 * index,
@@ -157,6 +172,10 @@ class StudentInputPipeline:
 
     def _parse(self, records: tf.Tensor, language_ids: tf.Tensor,
                batch_size: int) -> dict[str, tf.Tensor]:
+        example_ids = None
+        if self.example_ids:
+            spec = {record_schema.EXAMPLE_ID: tf.io.FixedLenFeature([], tf.string)}
+            example_ids = tf.io.parse_example(records, spec)[record_schema.EXAMPLE_ID]
         if self.mixed:
             features = self._parse_mixed(records, language_ids)
         else:
@@ -169,6 +188,8 @@ class StudentInputPipeline:
         for name in _DROPPED:
             features.pop(name, None)
         features[LANGUAGE_ID] = language_ids
+        if example_ids is not None:
+            features[record_schema.EXAMPLE_ID] = example_ids
         s, p, k = (self.spec.seq_length, self.spec.max_predictions_per_seq, self.spec.top_k)
         shapes = {name: [batch_size, s] for name in (
             record_schema.INPUT_WORD_IDS, record_schema.INPUT_MASK, record_schema.INPUT_TYPE_IDS)}
@@ -177,7 +198,8 @@ class StudentInputPipeline:
             record_schema.MASKED_LM_WEIGHTS)})
         shapes.update({record_schema.TEACHER_TOPK_IDS: [batch_size, p, k],
                        record_schema.TEACHER_TOPK_LOGITS: [batch_size, p, k],
-                       KD_WEIGHT: [batch_size], LANGUAGE_ID: [batch_size]})
+                       KD_WEIGHT: [batch_size], LANGUAGE_ID: [batch_size],
+                       record_schema.EXAMPLE_ID: [batch_size]})
         return {name: tf.ensure_shape(value, shapes[name]) for name, value in features.items()}
 
     def dataset(self, input_context: tf.distribute.InputContext | None = None,
@@ -193,8 +215,51 @@ class StudentInputPipeline:
         global_batch = self.data_config.global_batch_size
         batch_size = (input_context.get_per_replica_batch_size(global_batch)
                       if input_context else global_batch)
+        shard = (0, 1, "input pipelines")
+        if input_context and input_context.num_input_pipelines > 1:
+            shard = (input_context.input_pipeline_id, input_context.num_input_pipelines,
+                     "input pipelines")
         seed = self.data_config.seed + int(seed_offset)
-        per_language = [self._language_dataset(i, source, input_context, seed)
+        return self._finish(self._batches(batch_size, seed, shard))
+
+    def num_streams(self, num_workers: int) -> int:
+        """N of `worker_dataset`: data.input_streams, or one stream per worker."""
+        streams = self.data_config.input_streams or num_workers
+        global_batch = self.data_config.global_batch_size
+        if streams % num_workers or global_batch % streams:
+            raise config_lib.ConfigError(
+                f"config: field 'data.input_streams' = {self.data_config.input_streams}: "
+                f"{streams} stream(s) must be a multiple of the {num_workers} worker(s) and "
+                f"divide data.global_batch_size = {global_batch}")
+        return streams
+
+    def worker_dataset(self, num_workers: int = 1, worker_index: int = 0,
+                       seed_offset: int = 0) -> tf.data.Dataset:
+        """This worker's part of every global batch: streams [w N/W, (w+1) N/W) concatenated
+        (module docstring), global_batch_size * (N/W) / N examples a batch. One stream (one
+        worker, input_streams 0 or 1) is exactly `dataset()`."""
+        streams = self.num_streams(num_workers)
+        if streams == 1:
+            return self.dataset(seed_offset=seed_offset)
+        if not 0 <= worker_index < num_workers:
+            raise ValueError(f"worker_index {worker_index} not in [0, {num_workers})")
+        per_stream = self.data_config.global_batch_size // streams
+        per_worker = streams // num_workers
+        seed = self.data_config.seed + int(seed_offset)
+        parts = [self._batches(per_stream, seed + _STREAM_SEED_STRIDE * g,
+                               (g, streams, "input streams (data.input_streams)"))
+                 for g in range(worker_index * per_worker, (worker_index + 1) * per_worker)]
+        if len(parts) == 1:
+            return self._finish(parts[0])
+        joined = tf.data.Dataset.zip(tuple(parts)).map(
+            lambda *batches: {name: tf.concat([b[name] for b in batches], 0)
+                              for name in batches[0]})
+        return self._finish(joined)
+
+    def _batches(self, batch_size: int, seed: int, shard: tuple[int, int, str]
+                 ) -> tf.data.Dataset:
+        """Parsed batches of `batch_size` of one stream: files shard[0]::shard[1]."""
+        per_language = [self._language_dataset(i, source, shard, seed)
                         for i, source in enumerate(self.sources)]
         if len(per_language) == 1:
             mixed = per_language[0]
@@ -203,8 +268,11 @@ class StudentInputPipeline:
                 per_language, weights=self.weights.astype(np.float32).tolist(),
                 seed=seed, stop_on_empty_dataset=True)
         batches = mixed.batch(batch_size, drop_remainder=True)
-        batches = batches.map(lambda r, l: self._parse(r, l, batch_size),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return batches.map(lambda r, l: self._parse(r, l, batch_size),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    @staticmethod
+    def _finish(batches: tf.data.Dataset) -> tf.data.Dataset:
         options = tf.data.Options()
         options.deterministic = True
         options.experimental_distribute.auto_shard_policy = (

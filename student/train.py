@@ -4,6 +4,14 @@ r"""Trains a MergeDistill student (or a plain MLM model) on scored shards.
       --student_vocab VOCAB_DIR --shards en=SHARDS_EN --shards de=SHARDS_DE \
       --model_dir RUN_DIR [--strategy tpu --tpu NAME] [--params_override train.steps=100]
 
+Several workers (MultiWorkerMirroredStrategy): the same command on every worker, each with its
+TF_CONFIG ('{"cluster": {"worker": ["host0:2222", "host1:2222"]}, "task": {"type": "worker",
+"index": 0}}'), --strategy multi_worker_mirrored and the same --model_dir (a shared file system
+or a bucket). Worker 0 is the chief: it alone writes checkpoints, summaries, params.yaml,
+run_info.json and the export; every worker saves its own input position under
+model_dir/input_state. The strategy is created right after the config and TF_CONFIG checks
+(before any other TensorFlow op, as it must be), then the checks below run.
+
 Order of work: load and check the config -> read vocab.txt (size vs the config) -> read and check
 every manifest (vocab sha256, S, P, k, schema, id space, logits dtype, teacher outputs vs lambda)
 -> [skip policy: scan shards] -> the export's tokenizer (tokenizer.* settings, student/tokenizer.py)
@@ -36,7 +44,7 @@ flags.DEFINE_string("student_vocab", None, "Student vocab folder (with vocab.txt
 flags.DEFINE_multi_string("shards", [], "LANGUAGE=FOLDER of scored shards with manifest.json; "
                           "repeat per language.")
 flags.DEFINE_string("model_dir", None, "Checkpoints, summaries and the export.")
-flags.DEFINE_enum("strategy", None, ["tpu", "mirrored", "one_device"],
+flags.DEFINE_enum("strategy", None, ["tpu", "mirrored", "multi_worker_mirrored", "one_device"],
                   "Overrides runtime.distribution_strategy.")
 flags.DEFINE_string("tpu", None, "TPU name/address for TPUClusterResolver (overrides runtime.tpu).")
 flags.DEFINE_bool("skip_corrupt_shards", False, "Scan every shard before training and leave out "
@@ -75,6 +83,11 @@ def run(argv=None) -> dict:
             raise app.UsageError(f"--{name} is required")
     config = _load_config()
     distribution.check_runtime(config.runtime)
+    strategy = None
+    if distribution.check_cluster(config) is not None:
+        # MultiWorkerMirroredStrategy configures the collectives of the process: it must exist
+        # before any other TensorFlow op runs. It waits until every worker has started.
+        strategy = distribution.make_strategy(config.runtime)
     shards = shard_sources.parse_shards_flag(FLAGS.shards)
     data = experiment.prepare_data(config, FLAGS.student_vocab, shards)
     # The export's tokenizer is built now, so that a bad tokenizer.* setting fails in seconds.
@@ -83,11 +96,11 @@ def run(argv=None) -> dict:
         {source.language: (source.manifest, source.manifest_path) for source in data.sources})
     if tokenizer is not None:
         logging.info("tokenizer of the export: %s", tokenizer)
-    trainer = experiment.build_trainer(config, data, FLAGS.model_dir)
+    trainer = experiment.build_trainer(config, data, FLAGS.model_dir, strategy=strategy)
     skipped_info = [dict(path=s.path, error=s.error) for s in data.skipped]
     trainer.write_run_info({"skipped_shards": skipped_info, "vocab": data.vocab.path,
                             "vocab_sha256": data.vocab.sha256})
-    if data.skipped:
+    if data.skipped and trainer.worker.is_chief:
         with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "skipped_shards.json"), "w") as f:
             f.write(json.dumps(skipped_info, indent=2))
     history = trainer.train()
@@ -96,9 +109,14 @@ def run(argv=None) -> dict:
                    skipped_shards=len(data.skipped),
                    last_loss=history.metrics["loss"][-1] if history.steps else None)
     if FLAGS.export and step >= config.train.steps:
+        # Every worker exports (saving may need collectives); only the chief into model_dir,
+        # the others into a temporary folder that is deleted.
+        write_dir = distribution.write_dir(FLAGS.model_dir, trainer.worker)
         summary["export"] = export_lib.export(
-            trainer.model, config, data.vocab.path, os.path.join(FLAGS.model_dir, "export"),
+            trainer.model, config, data.vocab.path, os.path.join(write_dir, "export"),
             step, tokenizer=tokenizer, no_tokenizer_reason=no_tokenizer_reason)
+        distribution.remove_temp_dir(FLAGS.model_dir, trainer.worker)
+    summary["worker"] = f"{trainer.worker.index} of {trainer.worker.num_workers}"
     logging.info("done: %s", json.dumps(summary, sort_keys=True))
     return summary
 

@@ -29,7 +29,11 @@ refused earlier, when read (input_pipeline.py), as a ShardError naming the file.
 Checkpoints (tf.train.CheckpointManager in model_dir, every train.checkpoint_interval steps and
 at the end) hold the model, its dropout generators' states, the optimizer (with its step),
 the per-language examples-seen counters and the input iterator's position; a new trainer on the
-same model_dir resumes from the latest one by itself.
+same model_dir resumes from the latest one by itself. Several workers (multi_worker_mirrored):
+each worker steps through its own part of every global batch (input_pipeline.worker_dataset),
+only the chief writes checkpoints and summaries (the others save into a deleted temporary
+folder, distribution.py), and each worker saves its own input position under
+model_dir/input_state/worker-<i>-of-<W>.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from absl import logging
 from official.modeling import optimization
 
 from student import config as config_lib
+from student import distribution
 from student import input_pipeline as input_lib
 from student import lambda_schedule as lambda_lib
 from student import losses
@@ -164,18 +169,32 @@ class StudentTrainer:
         self.train_variables = [v for v in self.model.trainable_variables
                                 if v.ref() not in pooler]
         self._per_replica_batch = config.data.global_batch_size // replicas
+        # Which worker this process is (multi_worker_mirrored; else the one worker, the chief).
+        self.worker = distribution.worker_info(strategy)
         items = dict(model=self.model, optimizer=self.optimizer, examples_seen=self.examples_seen,
                      dropout_generators=dropout_generators(self.model))
         self.iterator = None
+        self.input_checkpoint_manager = None
         if config.train.checkpoint_input_iterator:
             # tf.distribute iterators cannot be checkpointed; a host tf.data iterator of global
-            # batches can. Each step splits its batch across the replicas (_next_batch).
-            self.iterator = iter(pipeline.dataset())
-            items["iterator"] = self.iterator
+            # batches can (of this worker's part of them, worker_dataset). Each step splits its
+            # batch across the local replicas (_next_batch).
+            self.iterator = iter(pipeline.worker_dataset(self.worker.num_workers,
+                                                         self.worker.index))
+            if self.worker.num_workers == 1:
+                items["iterator"] = self.iterator
+            else:
+                # Each worker's input position is its own: saved by that worker, beside the
+                # chief's checkpoint of the same step (_save, _restore_input).
+                self.input_checkpoint_manager = tf.train.CheckpointManager(
+                    tf.train.Checkpoint(iterator=self.iterator), self.input_state_dir,
+                    max_to_keep=config.train.max_checkpoints_to_keep)
         self.checkpoint = tf.train.Checkpoint(**items)
+        # Only the chief writes checkpoints to model_dir; other workers save the same (a save
+        # may need collectives) into a temporary folder that is deleted (distribution.py).
         self.checkpoint_manager = tf.train.CheckpointManager(
-            self.checkpoint, model_dir, max_to_keep=config.train.max_checkpoints_to_keep,
-            step_counter=self.global_step)
+            self.checkpoint, distribution.write_dir(model_dir, self.worker),
+            max_to_keep=config.train.max_checkpoints_to_keep, step_counter=self.global_step)
         if config.runtime.jit_compile:
             self._forward_backward = tf.function(self._forward_backward_impl, jit_compile=True)
         else:
@@ -248,14 +267,18 @@ class StudentTrainer:
         """The next per-replica batch (a PerReplica value under a multi-replica strategy)."""
         if not self.config.train.checkpoint_input_iterator:
             return next(iterator)
-        batch = next(iterator)
+        return self._distribute_host_batch(next(iterator))
+
+    def _distribute_host_batch(self, batch):
+        """This worker's part of a global batch, split over its local replicas."""
         size = self._per_replica_batch
         # Sliced on the host, where the iterator lives; the strategy moves each slice to its
         # replica's device.
         slices = [{name: value[r * size:(r + 1) * size] for name, value in batch.items()}
-                  for r in range(self.strategy.num_replicas_in_sync)]
+                  for r in range(self.worker.local_replicas)]
+        first = self.worker.first_replica
         return self.strategy.experimental_distribute_values_from_function(
-            lambda context: slices[context.replica_id_in_sync_group])
+            lambda context: slices[context.replica_id_in_sync_group - first])
 
     def _train_loop_impl(self, iterator, num_steps):
         arrays = tuple(tf.TensorArray(tf.float32, size=num_steps, element_shape=[])
@@ -268,7 +291,9 @@ class StudentTrainer:
             learning_rate = self._learning_rate_at(step)
             features = self._next_batch(iterator)
             additive, grad_norm = self.strategy.run(self._replica_step, args=(features, lam))
-            summed = self.strategy.reduce(tf.distribute.ReduceOp.SUM, additive, axis=None)
+            # One value at a time: MultiWorkerMirroredStrategy does not reduce a dict.
+            summed = {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                      for name, value in additive.items()}
             grad_norm = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, grad_norm, axis=None)
             self.examples_seen.assign_add(tf.cast(summed["counts"], tf.int64))
             values = dict(loss=summed["loss"], kd_loss=summed["kd_loss"],
@@ -306,12 +331,51 @@ class StudentTrainer:
 
     # ------------------------------------------------------------------ host side
 
+    @property
+    def input_state_dir(self) -> str:
+        """Where this worker saves its input position (several workers only)."""
+        return os.path.join(self.model_dir, "input_state",
+                            f"worker-{self.worker.index}-of-{self.worker.num_workers}")
+
+    def _input_state_path(self, step: int, worker: int | None = None) -> str:
+        index = self.worker.index if worker is None else worker
+        return os.path.join(self.model_dir, "input_state",
+                            f"worker-{index}-of-{self.worker.num_workers}", f"ckpt-{step}")
+
+    def _restore_path(self) -> str | None:
+        """The checkpoint in model_dir to resume from: the latest one; with several workers
+        the latest one for which every worker saved its input position."""
+        if self.input_checkpoint_manager is None:
+            return tf.train.latest_checkpoint(self.model_dir)
+        state = tf.train.get_checkpoint_state(self.model_dir)
+        paths = list(state.all_model_checkpoint_paths) if state else []
+        for path in reversed(paths):
+            step = int(path.rsplit("-", 1)[1])
+            if all(tf.io.gfile.exists(self._input_state_path(step, w) + ".index")
+                   for w in range(self.worker.num_workers)):
+                return path
+            logging.warning("%s: not every one of the %d workers saved its input position at "
+                            "step %d; trying an older checkpoint", path,
+                            self.worker.num_workers, step)
+        if paths:
+            raise shard_sources.ShardError(
+                f"{self.model_dir}: no checkpoint ({', '.join(paths)}) has the input positions "
+                f"of all {self.worker.num_workers} workers under "
+                f"{os.path.dirname(self.input_state_dir)}; was it written by a run with another "
+                "number of workers?")
+        return None
+
     def restore(self) -> int:
         """Restores the latest checkpoint in model_dir, if any; returns the current step."""
-        path = self.checkpoint_manager.latest_checkpoint
+        path = self._restore_path()
         if path:
             self.checkpoint.restore(path).assert_existing_objects_matched()
             logging.info("restored %s (step %d)", path, int(self.global_step.numpy()))
+            if self.input_checkpoint_manager is not None:
+                input_path = self._input_state_path(int(self.global_step.numpy()))
+                self.input_checkpoint_manager.checkpoint.restore(
+                    input_path).assert_existing_objects_matched()
+                logging.info("restored this worker's input position %s", input_path)
         step = int(self.global_step.numpy())
         if self.iterator is None:
             self.iterator = self._make_distributed_iterator(step)
@@ -372,6 +436,9 @@ class StudentTrainer:
 
     def _writer(self):
         if self._summary_writer is None:
+            if not self.worker.is_chief:  # only the chief writes summaries
+                self._summary_writer = tf.summary.create_noop_writer()
+                return self._summary_writer
             self._summary_writer = tf.summary.create_file_writer(
                 os.path.join(self.model_dir, SUMMARY_DIR))
         return self._summary_writer
@@ -431,14 +498,28 @@ class StudentTrainer:
                     datetime.timedelta(seconds=round(seconds_left)),
                     self.examples_seen_by_language())
             if step % interval == 0 or step == train_config.steps:
-                path = self.checkpoint_manager.save(checkpoint_number=step)
-                logging.info("saved %s", path)
+                self._save(step)
         if step > start_step:
             logging.info("ran %d steps in %.1f s", step - start_step, time.time() - start_time)
         return history
 
+    def _save(self, step: int) -> None:
+        """Checkpoint of `step`: every worker first saves its own input position (several
+        workers), then the model checkpoint (chief: model_dir; others: a deleted temp dir)."""
+        if self.input_checkpoint_manager is not None:
+            self.input_checkpoint_manager.save(checkpoint_number=step)
+        distribution.write_dir(self.model_dir, self.worker)  # (re)creates a worker's temp dir
+        path = self.checkpoint_manager.save(checkpoint_number=step)
+        distribution.remove_temp_dir(self.model_dir, self.worker)
+        logging.info("saved %s", path if self.worker.is_chief else
+                     f"{path} (not the chief: temporary, deleted)")
+
     def write_run_info(self, extra: dict | None = None) -> None:
-        """model_dir/params.yaml (the effective config) and run_info.json (languages, weights)."""
+        """model_dir/params.yaml (the effective config) and run_info.json (languages, weights).
+
+        Written by the chief only (plain files from host values: no collective involved)."""
+        if not self.worker.is_chief:
+            return
         tf.io.gfile.makedirs(self.model_dir)
         config_lib.save_yaml(self.config, os.path.join(self.model_dir, "params.yaml"))
         info = dict(languages=list(self.languages),
@@ -454,7 +535,8 @@ class StudentTrainer:
                     gold_only_languages=[s.language for s in self.pipeline.sources
                                          if s.gold_only],
                     lambda_schedule=repr(self.lambda_schedule),
-                    replicas=self.strategy.num_replicas_in_sync)
+                    replicas=self.strategy.num_replicas_in_sync,
+                    workers=self.worker.num_workers)
         info.update(extra or {})
         with tf.io.gfile.GFile(os.path.join(self.model_dir, "run_info.json"), "w") as f:
             f.write(json.dumps(info, indent=2, sort_keys=True))
