@@ -70,6 +70,10 @@ class PretrainedEncoder:
     max_seq_length: int
     description: str
 
+    @property
+    def hidden_size(self) -> int:
+        return int(self.encoder.get_config()["hidden_size"])
+
     def fresh_encoder(self, dropout: float) -> tf_keras.layers.Layer:
         """A new encoder with the pretrained weights and `dropout` on hidden states and
         attention probabilities."""

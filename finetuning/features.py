@@ -49,6 +49,10 @@ class Features:
       input_type_ids: int32 [N, S], all 0 (one segment).
       labels: int32 [N, S] label ids on first pieces, -1 elsewhere (tagging); int32 [N]
         (classification).
+      word_starts: int32 [N, S] (tagging) the position of the first piece of the word each
+        position belongs to; [CLS], [SEP] and padding point at themselves. A model that pools
+        a word's pieces (finetuning.word_tagger, `mean`) groups positions by it. Empty
+        [N, 0] for classification.
       lengths: int32 [N] real tokens of each row ([CLS] and [SEP] included).
       example_index: int32 [N] the sentence / example each row comes from (rows of one
         sentence are consecutive, in order).
@@ -64,6 +68,7 @@ class Features:
     example_index: np.ndarray
     num_examples: int
     stats: dict[str, int]
+    word_starts: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.input_word_ids)
@@ -97,6 +102,8 @@ def _empty_features(num_rows: int, seq_length: int, pad_id: int, tagging: bool) 
         input_mask=np.zeros(shape, np.int32),
         input_type_ids=np.zeros(shape, np.int32),
         labels=np.full(shape if tagging else [num_rows], IGNORED_LABEL, np.int32),
+        word_starts=(np.tile(np.arange(seq_length, dtype=np.int32), [num_rows, 1]) if tagging
+                     else np.zeros([num_rows, 0], np.int32)),
         lengths=np.zeros([num_rows], np.int32),
         example_index=np.zeros([num_rows], np.int32))
 
@@ -120,10 +127,11 @@ def featurize_tagging(sentences: Sequence[data_lib.TaggedSentence], labels: Sequ
     label_id = {label: i for i, label in enumerate(labels)}
     pieces_of = tokenize_unique(tokenizer, [w for s in sentences for w in s.words])
     stats = collections.Counter(sentences=len(sentences))
-    rows: list[tuple[int, list[int], list[int]]] = []  # (sentence, ids, labels)
+    rows: list[tuple[int, list[int], list[int], list[int]]] = []  # sentence, ids, labels, starts
     for index, sentence in enumerate(sentences):
         ids: list[int] = []
         row_labels: list[int] = []
+        starts: list[int] = []  # per piece: its word's first piece, as a row position
         windows = 0
         for word, label in zip(sentence.words, sentence.labels):
             pieces = pieces_of[word]
@@ -135,26 +143,28 @@ def featurize_tagging(sentences: Sequence[data_lib.TaggedSentence], labels: Sequ
                 stats["long_word_pieces_dropped"] += len(pieces) - window
                 pieces = pieces[:window]
             if len(ids) + len(pieces) > window:
-                rows.append((index, ids, row_labels))
+                rows.append((index, ids, row_labels, starts))
                 windows += 1
-                ids, row_labels = [], []
+                ids, row_labels, starts = [], [], []
+            starts.extend([len(ids) + 1] * len(pieces))  # + 1: [CLS] is position 0
             ids.extend(pieces)
             row_labels.append(label_id[label])
             row_labels.extend([IGNORED_LABEL] * (len(pieces) - 1))
             stats["words"] += 1
             stats["pieces"] += len(pieces)
             stats["unk_pieces"] += sum(p == tokenizer.unk_id for p in pieces)
-        rows.append((index, ids, row_labels))
+        rows.append((index, ids, row_labels, starts))
         windows += 1
         if windows > 1:
             stats["split_sentences"] += 1
     stats["windows"] = len(rows)
     arrays = _empty_features(len(rows), seq_length, tokenizer.pad_id, tagging=True)
-    for row, (index, ids, row_labels) in enumerate(rows):
+    for row, (index, ids, row_labels, starts) in enumerate(rows):
         n = len(ids) + 2
         arrays["input_word_ids"][row, :n] = [tokenizer.cls_id] + ids + [tokenizer.sep_id]
         arrays["input_mask"][row, :n] = 1
         arrays["labels"][row, 1:n - 1] = row_labels
+        arrays["word_starts"][row, 1:n - 1] = starts
         arrays["lengths"][row] = n
         arrays["example_index"][row] = index
     return Features(num_examples=len(sentences), stats=_full_stats(stats, _TAGGING_STATS),

@@ -1,5 +1,6 @@
-"""Fine-tuning results: per task and language the teacher's score and each student's (mean ± std
-over seeds), RDT per task, in the layout of the paper's Table 2; JSON, Markdown and a PNG.
+"""Fine-tuning results: per task and language `lookup`, `scratch`, the teacher's score and each
+student's (mean ± std over seeds), RDT per task, in the layout of the paper's Table 2, with
+marks for models below `lookup`, not above `scratch` or not converged; JSON, Markdown and a PNG.
 
 RDT is `student.evaluate.rdt`, the project's one definition (paper Eq. 3 with the sign of the
 paper's tables: positive when the student is better): per (task, language) the mean over that
@@ -38,6 +39,84 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
     return mean, std
 
 
+KIND_ORDER = ("lookup", "scratch", "teacher", "student")
+MARKS = {"below_lookup": "†", "not_above_scratch": "‡", "not_converged": "*"}
+MARK_MEANINGS = {
+    "below_lookup": "below `lookup` (the word's most frequent training label / majority class)",
+    "not_above_scratch": "not above `scratch` (its teacher's shape, random init, same protocol) "
+                         "by more than the seed spread (the larger of the two standard "
+                         "deviations)",
+    "not_converged": "a run stopped by --max_epochs while dev was still improving"}
+
+
+def _seen_unseen(runs: Sequence[dict], group: str) -> float | None:
+    values = [((r["result"]["dev"] or {}).get("seen_unseen") or {}).get(group, {})
+              .get("accuracy") for r in runs]
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _model_entry(name: str, kind: str, runs: list[dict]) -> dict:
+    scores = [run_score(r) for r in runs]
+    mean, std = _mean_std(scores)
+    results = [r["result"] for r in runs]
+    train = [res["train"]["score"] for res in results if res.get("train")]
+    return dict(
+        name=name, kind=kind, seeds=[r["seed"] for r in runs], scores=scores, mean=mean,
+        std=std, best_epochs=[res["best_epoch"] for res in results],
+        epochs_trained=[res.get("epochs_trained") for res in results],
+        converged=[bool(res.get("converged", True)) for res in results],
+        learning_rate=results[0].get("learning_rate"), grid=runs[0].get("grid"),
+        dev_scores=[res["dev"]["score"] for res in results],
+        train_score=float(np.mean(train)) if train else None,
+        dev_seen=_seen_unseen(runs, "seen"), dev_unseen=_seen_unseen(runs, "unseen"),
+        features=runs[0]["features"], description=runs[0].get("description", ""),
+        seconds=float(sum(res["seconds"] for res in results)), marks=[])
+
+
+def _order(model: dict, students: Sequence[str]) -> tuple:
+    kind = model["kind"]
+    rank = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+    if kind == "student":
+        return (rank, list(students).index(model["name"]) if model["name"] in students
+                else len(students), "")
+    return (rank, 0, model["name"])
+
+
+def _mark(task: dict, models: list[dict]) -> list[str]:
+    """Sets each model's marks (see MARKS); returns the warnings they raise."""
+    warnings = []
+    where = f"{task['name']}/{task['language']}"
+    lookup = next((m for m in models if m["kind"] == "lookup"), None)
+    scratches = {m["name"]: m for m in models if m["kind"] == "scratch"}
+    for model in models:
+        if model["kind"] == "lookup":
+            continue
+        label = f"{model['kind']} {model['name']}"
+        if lookup is not None and model["mean"] < lookup["mean"]:
+            model["marks"].append("below_lookup")
+            warnings.append(f"{where}: {label} ({100 * model['mean']:.2f}) is below lookup "
+                            f"({100 * lookup['mean']:.2f})")
+        if model["kind"] in ("teacher", "student") and scratches:
+            # A teacher against its own random-init copy; a student against the best one.
+            control = scratches.get(model["name"]) if model["kind"] == "teacher" else max(
+                scratches.values(), key=lambda m: m["mean"])
+            if control is not None:
+                spread = max(model["std"] or 0.0, control["std"] or 0.0)
+                if model["mean"] - control["mean"] <= spread:
+                    model["marks"].append("not_above_scratch")
+                    warnings.append(
+                        f"{where}: {label} ({100 * model['mean']:.2f}) is not above scratch "
+                        f"{control['name']} ({100 * control['mean']:.2f}) by more than the seed "
+                        f"spread ({100 * spread:.2f})")
+        if not all(model["converged"]):
+            model["marks"].append("not_converged")
+            warnings.append(f"{where}: {label}: {model['converged'].count(False)} of "
+                            f"{len(model['converged'])} runs stopped at --max_epochs while dev "
+                            "was still improving (not converged)")
+    return warnings
+
+
 def aggregate(tasks: Sequence[dict], records: Sequence[dict], hyperparameters: dict,
               students: Sequence[str]) -> dict:
     """Collects finished runs into the results document.
@@ -45,37 +124,35 @@ def aggregate(tasks: Sequence[dict], records: Sequence[dict], hyperparameters: d
     Args:
       tasks: per task (in the order given): dict(name, type, language, metric, split, ...).
       records: the finished runs (dicts written by finetuning.run, with task, language, model,
-        kind, seed, result, features).
+        kind (lookup, scratch, teacher or student), seed, result, features; `grid`: the dev
+        score of each learning rate tried).
       hyperparameters: what the runs used (recorded as is).
       students: the student names, in the order given.
 
     Returns:
       The JSON-able results: `tasks` (each with `models`: per model its per-seed scores, mean,
-      std, best epochs, featurization counts), `rdt` (task -> student -> per language and
-      average), `students`, `hyperparameters`, `rdt_definition`.
+      std, chosen learning rate and grid, best epochs, convergence, train and seen/unseen dev
+      accuracy, featurization counts, marks), `rdt` (task -> student -> per language and
+      average), `warnings` (every mark, in words), `students`, `hyperparameters`,
+      `rdt_definition`, `marks` (symbol and meaning).
     """
-    out_tasks = []
+    out_tasks, warnings = [], []
     for task in tasks:
         mine = [r for r in records if (r["task"], r["language"]) == (task["name"],
                                                                       task["language"])]
         models = []
         for name, kind in dict.fromkeys((r["model"], r["kind"]) for r in mine):
-            runs = sorted((r for r in mine if r["model"] == name), key=lambda r: r["seed"])
-            scores = [run_score(r) for r in runs]
-            mean, std = _mean_std(scores)
-            models.append(dict(
-                name=name, kind=kind, seeds=[r["seed"] for r in runs], scores=scores,
-                mean=mean, std=std, best_epochs=[r["result"]["best_epoch"] for r in runs],
-                dev_scores=[r["result"]["dev"]["score"] for r in runs],
-                features=runs[0]["features"], description=runs[0].get("description", ""),
-                seconds=float(sum(r["result"]["seconds"] for r in runs))))
-        models.sort(key=lambda m: (m["kind"] != "teacher",
-                                   m["name"] if m["kind"] == "teacher"
-                                   else list(students).index(m["name"])
-                                   if m["name"] in students else len(students)))
+            runs = sorted((r for r in mine if (r["model"], r["kind"]) == (name, kind)),
+                          key=lambda r: r["seed"])
+            models.append(_model_entry(name, kind, runs))
+        models.sort(key=lambda m: _order(m, students))
+        warnings += _mark(task, models)
         out_tasks.append(dict(task, models=models))
     return dict(tasks=out_tasks, rdt=_rdt(out_tasks, students), students=list(students),
-                hyperparameters=hyperparameters, rdt_definition=RDT_DEFINITION)
+                hyperparameters=hyperparameters, rdt_definition=RDT_DEFINITION,
+                warnings=warnings,
+                marks={key: dict(symbol=MARKS[key], meaning=MARK_MEANINGS[key])
+                       for key in MARKS})
 
 
 def _rdt(tasks: Sequence[dict], students: Sequence[str]) -> dict:
@@ -102,9 +179,11 @@ def _rdt(tasks: Sequence[dict], students: Sequence[str]) -> dict:
     return out
 
 
-def _cell(mean: float, std: float | None) -> str:
-    text = f"{100 * mean:.2f}"
-    return text + (f" ± {100 * std:.2f}" if std is not None else "")
+def _cell(model: dict) -> str:
+    text = f"{100 * model['mean']:.2f}"
+    if model["std"] is not None:
+        text += f" ± {100 * model['std']:.2f}"
+    return text + "".join(MARKS[m] for m in model.get("marks", []))
 
 
 def _signed(value: float | None) -> str:
@@ -113,13 +192,18 @@ def _signed(value: float | None) -> str:
     return f"{value:+.1f}"
 
 
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
 def columns(results: dict) -> list[str]:
     """The task names, in the order given (the table's columns)."""
     return list(dict.fromkeys(t["name"] for t in results["tasks"]))
 
 
 def to_markdown(results: dict) -> str:
-    """Table 2 layout: a row per language and model, a column per task, RDT rows per student."""
+    """Table 2 layout: a row per language and model (lookup, scratch, teachers, students), a
+    column per task, RDT rows per student; then the marks, the warnings and a detail table."""
     names = columns(results)
     tasks = {(t["name"], t["language"]): t for t in results["tasks"]}
     metric = {}
@@ -133,50 +217,74 @@ def to_markdown(results: dict) -> str:
              "|---|---|" + "---:|" * len(names)]
     for language in languages:
         rows: dict[tuple[str, str], dict[str, str]] = {}
+        order: dict[tuple[str, str], tuple] = {}
         for name in names:
             task = tasks.get((name, language))
             for model in (task["models"] if task else []):
-                rows.setdefault((model["kind"], model["name"]), {})[name] = _cell(
-                    model["mean"], model["std"])
-        ordered = sorted(rows, key=lambda key: (
-            key[0] != "teacher", key[1] if key[0] == "teacher" else
-            results["students"].index(key[1]) if key[1] in results["students"] else 0))
-        for kind, model_name in ordered:
+                key = (model["kind"], model["name"])
+                rows.setdefault(key, {})[name] = _cell(model)
+                order[key] = _order(model, results["students"])
+        for kind, model_name in sorted(rows, key=lambda key: order[key]):
             cells = [rows[(kind, model_name)].get(name, "—") for name in names]
-            lines.append(f"| {language} | {kind} `{model_name}` | " + " | ".join(cells) + " |")
+            label = "`lookup`" if kind == "lookup" else f"{kind} `{model_name}`"
+            lines.append(f"| {language} | {label} | " + " | ".join(cells) + " |")
     for student in results["students"]:
         cells = [_signed(results["rdt"].get(name, {}).get(student, {}).get("average"))
                  for name in names]
         lines.append(f"| **RDT (%)** | student `{student}` | " + " | ".join(cells) + " |")
-    seeds = sorted({len(m["scores"]) for t in results["tasks"] for m in t["models"]})
+    seeds = sorted({len(m["scores"]) for t in results["tasks"] for m in t["models"]
+                    if m["kind"] != "lookup"})
     lines += ["", f"Scores in %: mean ± sample standard deviation over "
-              f"{'/'.join(str(s) for s in seeds)} seed(s); each run's score is its best dev "
-              "epoch's (or, with a test file, the test score of that epoch's model). RDT: "
-              f"{results['rdt_definition']}.", ""]
+              f"{'/'.join(str(s) for s in seeds)} seed(s) at the learning rate chosen on dev; "
+              "each run's score is its best dev epoch's (or, with a test file, the test score "
+              f"of that epoch's model). RDT: {results['rdt_definition']}. "
+              + " ".join(f"{m['symbol']} {m['meaning']}." for m in results["marks"].values()),
+              ""]
     for name in names:
         for student, entry in results["rdt"].get(name, {}).items():
             per_language = ", ".join(f"{lang} {_signed(v)}"
                                      for lang, v in entry["per_language"].items())
             lines.append(f"- RDT `{name}`, `{student}`: {_signed(entry['average'])} "
                          f"({per_language})")
-    lines += ["", "| task | language | model | seeds | best epochs | train rows | "
-              "dev rows | train pieces [UNK] % | fine-tuning time |",
-              "|---|---|---|---:|---|---:|---:|---:|---:|"]
+    if results["warnings"]:
+        lines += [""] + [f"- **warning**: {w}" for w in results["warnings"]]
+    lines += ["", "| task | language | model | lr (grid: dev %) | best / trained epochs | "
+              "converged | train % (eval mode) | dev seen / unseen words % | train [UNK] % | "
+              "time |", "|---|---|---|---|---|---|---:|---|---:|---:|"]
     for task in results["tasks"]:
         for model in task["models"]:
-            train = model["features"]["train"]
-            rows_key = "windows" if "windows" in train else "examples"
-            unk = 100 * train["unk_pieces"] / train["pieces"] if train["pieces"] else 0.0
+            label = "`lookup`" if model["kind"] == "lookup" else \
+                f"{model['kind']} `{model['name']}`"
+            unk = "—"
+            if model["features"]:
+                train = model["features"]["train"]
+                unk = f"{100 * train['unk_pieces'] / train['pieces']:.1f}" if train[
+                    "pieces"] else "0.0"
+            rate = "—"
+            if model["learning_rate"] is not None:
+                grid = model.get("grid") or {}
+                rate = f"{model['learning_rate']:g}" + (
+                    " (" + ", ".join(f"{r}: {100 * v:.1f}" for r, v in grid.items()) + ")"
+                    if len(grid) > 1 else "")
+            epochs = "—" if model["kind"] == "lookup" else ", ".join(
+                f"{b}/{t}" for b, t in zip(model["best_epochs"], model["epochs_trained"]))
+            converged = "—" if model["kind"] == "lookup" else \
+                f"{sum(model['converged'])}/{len(model['converged'])}"
             lines.append(
-                f"| {task['name']} | {task['language']} | {model['kind']} `{model['name']}` | "
-                f"{len(model['scores'])} | {','.join(str(e) for e in model['best_epochs'])} | "
-                f"{train[rows_key]} | {model['features']['dev'][rows_key]} | {unk:.1f} | "
+                f"| {task['name']} | {task['language']} | {label} | {rate} | {epochs} | "
+                f"{converged} | {_percent(model['train_score'])} | "
+                f"{_percent(model['dev_seen'])} / {_percent(model['dev_unseen'])} | {unk} | "
                 f"{model['seconds']:.0f} s |")
     return "\n".join(lines) + "\n"
 
 
+_BASELINE_STYLE = {"lookup": dict(color="white", edgecolor="black", hatch="//"),
+                   "scratch": dict(color="0.85", edgecolor="0.4", hatch="..")}
+
+
 def plot(results: dict, path: str) -> None:
-    """Grouped bars per (task, language): teachers (grey) and students, error bars = std."""
+    """Grouped bars per (task, language): lookup and scratch (hatched), teachers (grey) and
+    students; error bars = std."""
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -192,19 +300,23 @@ def plot(results: dict, path: str) -> None:
         n = len(task["models"])
         teacher_index = 0
         for i, model in enumerate(task["models"]):
-            if model["kind"] == "teacher":
-                color = str(0.45 + 0.15 * (teacher_index % 3))
+            style: dict = {}
+            if model["kind"] in _BASELINE_STYLE:
+                style = dict(_BASELINE_STYLE[model["kind"]])
+                label = model["kind"]
+            elif model["kind"] == "teacher":
+                style = dict(color=str(0.45 + 0.15 * (teacher_index % 3)))
                 label = "teacher"
                 teacher_index += 1
             else:
-                color = colors(results["students"].index(model["name"]) % 10
-                               if model["name"] in results["students"] else 9)
+                style = dict(color=colors(results["students"].index(model["name"]) % 10
+                                          if model["name"] in results["students"] else 9))
                 label = f"student {model['name']}"
             value = 100 * model["mean"]
             error = 100 * model["std"] if model["std"] is not None else 0.0
-            bar = ax.bar(x + (i - (n - 1) / 2) * width, value, width, color=color,
+            bar = ax.bar(x + (i - (n - 1) / 2) * width, value, width,
                          yerr=error if model["std"] is not None else None, capsize=2,
-                         label=None if label in seen else label)
+                         label=None if label in seen else label, **style)
             seen.add(label)
             ax.bar_label(bar, fmt="%.1f", fontsize=7, padding=2)
             top = max(top, value + error)
@@ -213,7 +325,7 @@ def plot(results: dict, path: str) -> None:
                    for t in groups], fontsize=8)
     ax.set_ylabel("score (%)")
     ax.set_ylim(0, max(1.0, 1.12 * top))
-    ax.set_title("Fine-tuned teachers vs students (mean ± std over seeds)")
+    ax.set_title("Fine-tuned models beside lookup and scratch (mean ± std over seeds)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(len(seen), 5),
               fontsize=8, frameon=False)
     fig.tight_layout()

@@ -1,4 +1,5 @@
-r"""Fine-tune teachers and students on downstream tasks with the same hyperparameters; Table 2.
+r"""Fine-tune teachers and students on downstream tasks with one protocol, beside the trivial
+baselines; the paper's Table 2.
 
   python -m finetuning.run --output_dir OUT \
       --task name=pos,type=pos,language=en,train=en_ewt-ud-train.conllu,dev=en_ewt-ud-dev.conllu \
@@ -6,18 +7,34 @@ r"""Fine-tune teachers and students on downstream tasks with the same hyperparam
       --task name=ner,type=ner,language=tr,train=tr_news-train.tsv,dev=tr_news-dev.tsv \
       --teacher en=teachers/en --teacher tr=teachers/tr \
       --student kd=students/kd/export --student gold=students/gold/export \
-      --seeds 3 [--epochs 10 --max_train_examples 2000 --max_eval_examples 500]
+      --seeds 3 [--max_train_examples 2000 --max_eval_examples 500]
 
 For every task it fine-tunes each teacher of the task's language (with the teacher's own
-tokenizer) and every student (its export, with the student tokenizer of that language), each
-with `--seeds` seeds and the same hyperparameters (defaults: the paper's Table 7 - batch 32,
-learning rate 3e-5, 10 epochs, 10% linear warm-up then linear decay, S = 256 for POS/NER and 128
-for sentence classification), keeps each run's best dev epoch (and scores that model on the
-test file if one is given), and writes
+tokenizer), `scratch` — a randomly initialised copy of that teacher (same shape, same
+tokenizer: the no-pretraining control; --noscratch skips it) — and every student (its export,
+with the student tokenizer of that language), and scores `lookup` (the word's most frequent
+training label; the majority class for classification; finetuning/baselines.py) on the same
+splits. Every model follows the same protocol (finetuning/protocol.py, `--protocol converge`):
+
+  * the peak learning rate is chosen per model from a grid on dev (`--learning_rates`, default
+    `auto`: fitted to the encoder's width), one run per rate with the first seed; the other
+    seeds run at the chosen rate, which the results give;
+  * each run trains until dev has not improved for `--patience` epochs (at most
+    `--max_epochs`) and keeps its best dev epoch; a run stopped by the cap while dev was still
+    improving is marked not converged;
+  * AdamW, batch 32, 10% warm-up then linear decay, dropout 0.1 (finetuning/training.py).
+
+`--protocol paper_table7` is the paper's Table 7 for BERT-base encoders instead (3e-5, batch 32,
+10 epochs, best epoch on dev, no grid). Each run records the training-set score of its best
+model (eval mode) and its dev word accuracy on words seen and unseen in training, beside
+`lookup`'s. A model below `lookup`, or not above `scratch` by more than the seed spread, is
+marked in the table, and the command says so at the end. It writes
 
   OUT/results.json, OUT/results.md, OUT/results.png   the paper's Table 2 layout: per task and
-        language the teacher's score and each student's (mean ± std over seeds), RDT per task
-  OUT/runs/<task>/<language>/<teacher|student>-<name>/seed-<k>.json   one finished run each
+        language lookup, scratch, the teacher and each student (mean ± std over seeds), RDT
+        per task, the marks, a detail table (learning rate and grid, epochs, convergence,
+        train score, seen/unseen dev words)
+  OUT/runs/<task>/<language>/<kind>-<name>/lr-<rate>/seed-<k>.json   one finished run each
 
 Resumable: a finished run found in OUT is kept and skipped (if it was made with the same
 settings: data files, hyperparameters, model path; otherwise the command stops and says which
@@ -57,12 +74,15 @@ from absl import app, flags, logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
+from finetuning import baselines  # noqa: E402
+from finetuning import protocol as protocol_lib  # noqa: E402
 from finetuning import results as results_lib  # noqa: E402
 from finetuning import data as data_lib  # noqa: E402
 from finetuning import encoders as encoders_lib  # noqa: E402
 from finetuning import features as features_lib  # noqa: E402
 from finetuning import metrics as metrics_lib  # noqa: E402
 from finetuning import training  # noqa: E402
+from finetuning import word_tagger  # noqa: E402
 from student.tokenizer import TokenizerError  # noqa: E402
 from teacher_scoring.records import manifest as manifest_lib  # noqa: E402
 from teacher_scoring.teachers.loaders import LoaderError  # noqa: E402
@@ -302,7 +322,8 @@ def featurize(task: TaskData, examples: list, tokenizer) -> features_lib.Feature
 
 
 def scorer(task: TaskData, examples: list) -> Callable[[list], dict]:
-    """Predicted label ids -> metrics against the gold labels of `examples`."""
+    """Predicted label ids -> metrics against the gold labels of `examples` (tagging: with the
+    word accuracy on words seen and unseen in the training data, `seen_unseen`)."""
     gold = task.gold(examples)
 
     def score(predicted_ids: list) -> dict:
@@ -310,18 +331,51 @@ def scorer(task: TaskData, examples: list) -> Callable[[list], dict]:
             predicted = [[task.labels[i] for i in sentence] for sentence in predicted_ids]
         else:
             predicted = [task.labels[i] for i in predicted_ids]
-        return metrics_lib.score(task.spec.type, gold, predicted)
+        return score_labels(task, examples, gold, predicted)
 
     return score
+
+
+def score_labels(task: TaskData, examples: list, gold: list, predicted: list) -> dict:
+    """The task's metrics of predicted labels (strings), with the seen/unseen split."""
+    metrics = metrics_lib.score(task.spec.type, gold, predicted)
+    if task.tagging:
+        metrics["seen_unseen"] = baselines.seen_unseen_accuracy(task.train, examples, predicted)
+    return metrics
+
+
+def lookup_record(task: TaskData) -> dict:
+    """`lookup` on the task's evaluation split (and its dev and train scores), as a record."""
+    def scores(examples: list) -> dict:
+        predicted = baselines.lookup_predictions(task.spec.type, task.train, examples,
+                                                 task.labels)
+        return score_labels(task, examples, task.gold(examples), predicted)
+
+    dev = scores(task.dev)
+    result = dict(seed=0, learning_rate=None, best_epoch=None, epochs_trained=0,
+                  stopped=None, converged=True, dev=dev, train=scores(task.train),
+                  test=scores(task.test) if task.test is not None else None, epochs=[],
+                  steps=0, seconds=0.0)
+    return dict(task=task.spec.name, language=task.spec.language, type=task.spec.type,
+                model=baselines.LOOKUP, kind=baselines.LOOKUP, seed=0,
+                description="the word's most frequent training label (pos/ner), the majority "
+                            "class (classification)", result=result, features=None,
+                settings=None)
 
 
 # ----------------------------------------------------------------------------------------------
 # Finished runs.
 
 
-def run_path(output_dir: str, task: TaskSpec, model: ModelSpec, seed: int) -> str:
+def variant_dir(output_dir: str, task: TaskSpec, model: ModelSpec) -> str:
     return os.path.join(output_dir, RUNS_DIR, task.name, task.language,
-                        f"{model.kind}-{model.name}", f"seed-{seed}.json")
+                        f"{model.kind}-{model.name}")
+
+
+def run_path(output_dir: str, task: TaskSpec, model: ModelSpec, learning_rate: float,
+             seed: int) -> str:
+    return os.path.join(variant_dir(output_dir, task, model),
+                        protocol_lib.rate_name(learning_rate), f"seed-{seed}.json")
 
 
 def run_settings(task: TaskData, model: ModelSpec, hparams: training.Hyperparameters,
@@ -345,6 +399,14 @@ def _differences(old, new, prefix="") -> list[str]:
     return [] if old == new else [f"{prefix[:-1]}: {old!r} then, {new!r} now"]
 
 
+def _read_json(path: str):
+    with tf.io.gfile.GFile(path, "r") as f:
+        try:
+            return json.loads(f.read())
+        except json.JSONDecodeError as error:
+            raise RunError(f"{path}: not valid JSON ({error}); delete it to rerun") from error
+
+
 def finished_run(path: str, settings: dict) -> dict | None:
     """The record at `path` if it exists and was made with `settings`; None if absent.
 
@@ -353,11 +415,7 @@ def finished_run(path: str, settings: dict) -> dict | None:
     """
     if not tf.io.gfile.exists(path):
         return None
-    with tf.io.gfile.GFile(path, "r") as f:
-        try:
-            record = json.loads(f.read())
-        except json.JSONDecodeError as error:
-            raise RunError(f"{path}: not valid JSON ({error}); delete it to rerun") from error
+    record = _read_json(path)
     differences = _differences(record.get("settings"), settings)
     if differences:
         raise RunError(f"{path}: this finished run was made with other settings "
@@ -366,8 +424,8 @@ def finished_run(path: str, settings: dict) -> dict | None:
     return record
 
 
-def write_record(path: str, record: dict) -> None:
-    """Writes a finished run atomically (a partial file never looks finished)."""
+def write_json(path: str, record: dict) -> None:
+    """Writes a JSON file atomically (a partial file never looks finished)."""
     tf.io.gfile.makedirs(os.path.dirname(path))
     temporary = path + ".tmp"
     with tf.io.gfile.GFile(temporary, "w") as f:
@@ -375,31 +433,113 @@ def write_record(path: str, record: dict) -> None:
     tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
+write_record = write_json
+
+
 # ----------------------------------------------------------------------------------------------
 # The command.
 
 
 def load_encoder(model: ModelSpec, language: str) -> encoders_lib.PretrainedEncoder:
-    if model.kind == encoders_lib.TEACHER:
+    if model.kind in (encoders_lib.TEACHER, baselines.SCRATCH):
         return encoders_lib.load_teacher_encoder(model.name, model.path)
     return encoders_lib.load_student_encoder(model.name, model.path, language)
+
+
+def variants_of(task: TaskSpec, teachers: Sequence[ModelSpec], students: Sequence[ModelSpec],
+                scratch: bool) -> list[ModelSpec]:
+    """The models a task fine-tunes: each teacher of its language and, with `scratch`, its
+    randomly initialised copy (kind `scratch`, the teacher's name), then every student."""
+    out = []
+    for model in models_of(task, teachers, students):
+        out.append(model)
+        if scratch and model.kind == encoders_lib.TEACHER:
+            out.append(dataclasses.replace(model, kind=baselines.SCRATCH))
+    return out
+
+
+class _Variant:
+    """One (task, model) of a run: its grid, its finished runs, what remains."""
+
+    def __init__(self, task: TaskData, model: ModelSpec, protocol: protocol_lib.Protocol,
+                 seeds: Sequence[int], output_dir: str):
+        self.task, self.model, self.protocol, self.seeds = task, model, protocol, list(seeds)
+        self.output_dir = output_dir
+        self.grid_path = os.path.join(variant_dir(output_dir, task.spec, model), "grid.json")
+        self.grid: tuple[float, ...] | None = protocol.learning_rates
+        if self.grid is None and tf.io.gfile.exists(self.grid_path):
+            self.grid = tuple(_read_json(self.grid_path)["learning_rates"])
+
+    @property
+    def label(self) -> str:
+        return f"[{self.task.spec.key}] {self.model.label}"
+
+    def resolve_grid(self, hidden_size: int) -> None:
+        if self.grid is None:
+            self.grid = self.protocol.grid(hidden_size)
+            write_json(self.grid_path, dict(learning_rates=list(self.grid),
+                                            hidden_size=hidden_size, how="default_grid"))
+
+    def hparams(self, rate: float) -> training.Hyperparameters:
+        return dataclasses.replace(self.protocol.hparams, learning_rate=rate)
+
+    def path(self, rate: float, seed: int) -> str:
+        return run_path(self.output_dir, self.task.spec, self.model, rate, seed)
+
+    def finished(self, rate: float, seed: int) -> dict | None:
+        return finished_run(self.path(rate, seed),
+                            run_settings(self.task, self.model, self.hparams(rate), seed))
+
+    def chosen_rate(self) -> float | None:
+        """The grid's dev-best rate, once every rate has run with the first seed."""
+        if self.grid is None:
+            return None
+        scores = {}
+        for rate in self.grid:
+            record = self.finished(rate, self.seeds[0])
+            if record is None:
+                return None
+            scores[rate] = record["result"]["dev"]["score"]
+        return protocol_lib.choose(scores)
+
+    def pending(self) -> bool:
+        rate = self.chosen_rate()
+        return rate is None or any(self.finished(rate, s) is None for s in self.seeds)
+
+    def records(self) -> list[dict]:
+        """The finished runs of the chosen rate (every seed), with the grid's dev scores."""
+        rate = self.chosen_rate()
+        grid = {f"{r:g}": self.finished(r, self.seeds[0])["result"]["dev"]["score"]
+                for r in self.grid}
+        out = []
+        for seed in self.seeds:
+            record = dict(self.finished(rate, seed))
+            record["grid"] = grid
+            out.append(record)
+        return out
 
 
 def run(tasks: Sequence[TaskSpec], teachers: Sequence[ModelSpec],
         students: Sequence[ModelSpec], output_dir: str, hparams: training.Hyperparameters,
         seeds: Sequence[int], seq_length: int | None = None, max_train: int | None = None,
-        max_eval: int | None = None, log: Callable[[str], None] = print) -> dict:
-    """Fine-tunes every (task, model, seed) not finished yet; writes and returns the results.
+        max_eval: int | None = None, log: Callable[[str], None] = print,
+        learning_rates: Sequence[float] | None = None, scratch: bool = True,
+        protocol_name: str = protocol_lib.CONVERGE) -> dict:
+    """Fine-tunes every (task, model, learning rate, seed) not finished yet; writes and returns
+    the results.
 
     Args:
       tasks, teachers, students: what to run (see the module docstring).
       output_dir: OUT.
-      hparams: the shared hyperparameters.
-      seeds: the seeds (each run once per seed).
+      hparams: the shared hyperparameters (the learning rate comes from the grid).
+      seeds: the seeds; the first one runs the grid.
       seq_length: S for every task (None: per task type, 256 tagging / 128 classification;
         a task's own seq_length wins).
       max_train, max_eval: use only the first so many train / dev and test examples (None: all).
       log: receives the console lines.
+      learning_rates: the grid (None: finetuning.protocol.default_grid per encoder).
+      scratch: also fine-tune a randomly initialised copy of each teacher (`scratch`).
+      protocol_name: `converge`, or `paper_table7` (which sets its own hyperparameters).
 
     Returns:
       The results document (also written to OUT/results.json, .md, .png).
@@ -408,11 +548,23 @@ def run(tasks: Sequence[TaskSpec], teachers: Sequence[ModelSpec],
         hparams.validate()
     except ValueError as error:
         raise RunError(f"hyperparameters: {error}") from error
+    if protocol_name == protocol_lib.PAPER_TABLE7:
+        if learning_rates:
+            raise RunError("--protocol paper_table7 fixes the learning rate (3e-5): give no "
+                           "--learning_rates")
+        protocol = protocol_lib.paper_table7(hparams)
+    elif protocol_name == protocol_lib.CONVERGE:
+        protocol = protocol_lib.Protocol(protocol_lib.CONVERGE, hparams,
+                                         tuple(sorted(learning_rates)) if learning_rates
+                                         else None)
+    else:
+        raise RunError(f"--protocol {protocol_name!r}; known: {list(protocol_lib.PROTOCOLS)}")
     check_plan(tasks, teachers, students)
     if not seeds:
         raise RunError("--seeds must be at least 1")
     if seq_length is not None and seq_length < 3:
         raise RunError(f"--seq_length {seq_length} < 3 (room for [CLS], one piece, [SEP])")
+    log(protocol_lib.describe(protocol))
     data: dict[str, TaskData] = {}
     for spec in tasks:
         length = spec.seq_length or seq_length or DEFAULT_SEQ_LENGTH[spec.type]
@@ -427,90 +579,125 @@ def run(tasks: Sequence[TaskSpec], teachers: Sequence[ModelSpec],
         log(f"[{spec.key}] {spec.type}, S={length}, {len(task.labels)} labels; examples used: "
             f"{'; '.join(notes)}")
 
-    # Which runs remain; check every model they need before any training (fail early).
-    pending: dict[tuple[str, ModelSpec], list[int]] = {}
-    records: list[dict] = []
-    for spec in tasks:
-        for model in models_of(spec, teachers, students):
-            for seed in seeds:
-                path = run_path(output_dir, spec, model, seed)
-                record = finished_run(path, run_settings(data[spec.key], model, hparams, seed))
-                if record is None:
-                    pending.setdefault((spec.key, model), []).append(seed)
-                else:
-                    records.append(record)
-                    log(f"[{spec.key}] {model.label} seed {seed}: finished earlier, kept "
-                        f"({results_lib.run_score(record) * 100:.2f})")
-    needed = dict.fromkeys(model for _, model in pending)
-    for model in needed:
-        languages = sorted({key.split("/")[1] for key, m in pending if m == model})
-        for language in languages:
-            encoder = load_encoder(model, language)
-            for key, m in pending:
-                if m == model and key.split("/")[1] == language and \
-                        data[key].seq_length > encoder.max_seq_length:
-                    raise RunError(f"[{key}] S={data[key].seq_length} exceeds the "
-                                   f"{encoder.max_seq_length} positions of {model.label} "
-                                   f"({model.path}); lower --seq_length")
-            if model.kind == encoders_lib.TEACHER:
-                break  # a teacher's tokenizer does not depend on the language
+    variants = [_Variant(data[spec.key], model, protocol, seeds, output_dir)
+                for spec in tasks for model in variants_of(spec, teachers, students, scratch)]
+    pending = [v for v in variants if v.pending()]
+    for variant in variants:
+        if variant not in pending:
+            for record in variant.records():
+                log(f"{variant.label} seed {record['seed']}: finished earlier, kept "
+                    f"({results_lib.run_score(record) * 100:.2f}, lr "
+                    f"{record['result']['learning_rate']:g})")
+
+    # Check every model that has work left before any training (fail early); resolve grids.
+    def encoder_key(variant):  # one load serves a teacher and its scratch copy
+        model = variant.model
+        language = None if model.kind != encoders_lib.STUDENT else variant.task.spec.language
+        return (model.kind == encoders_lib.STUDENT, model.name, model.path, language)
+
+    groups: dict[tuple, list[_Variant]] = {}
+    for variant in pending:
+        groups.setdefault(encoder_key(variant), []).append(variant)
+    for members in groups.values():
+        first = members[0]
+        encoder = load_encoder(first.model, first.task.spec.language)
+        for variant in members:
+            if variant.task.seq_length > encoder.max_seq_length:
+                raise RunError(f"[{variant.task.spec.key}] S={variant.task.seq_length} exceeds "
+                               f"the {encoder.max_seq_length} positions of "
+                               f"{variant.model.label} ({variant.model.path}); lower "
+                               "--seq_length")
+            variant.resolve_grid(encoder.hidden_size)
         del encoder
         gc.collect()
 
-    # The runs, model by model (each encoder loaded once per language).
-    for model in needed:
-        keys = [key for key, m in pending if m == model]
-        for language in dict.fromkeys(key.split("/")[1] for key in keys):
-            encoder = load_encoder(model, language)
-            log(f"{model.label}: {encoder.description}, {model.path}")
-            for key in (k for k in keys if k.split("/")[1] == language):
-                task = data[key]
-                feats = {split: featurize(task, examples, encoder.tokenizer)
-                         for split, examples in (("train", task.train), ("dev", task.dev),
-                                                 ("test", task.test)) if examples is not None}
-                for split, split_features in feats.items():
-                    log(f"[{key}] {model.label} {split}: "
-                        f"{features_lib.summary(split_features.stats)}")
-                for seed in pending[(key, model)]:
-                    prefix = f"[{key}] {model.label} seed {seed}"
-                    result = training.fine_tune(
-                        lambda: encoder.fresh_encoder(hparams.dropout), task.spec.type,
-                        len(task.labels), feats["train"], feats["dev"],
-                        scorer(task, task.dev), hparams, seed, test=feats.get("test"),
-                        score_test=scorer(task, task.test) if task.test is not None else None,
-                        log=lambda line, p=prefix: log(f"{p} {line}"))
-                    record = dict(task=task.spec.name, language=task.spec.language,
-                                  type=task.spec.type, model=model.name, kind=model.kind,
-                                  seed=seed, description=encoder.description, result=result,
-                                  features={s: f.stats for s, f in feats.items()},
-                                  settings=run_settings(task, model, hparams, seed))
-                    write_record(run_path(output_dir, task.spec, model, seed), record)
-                    records.append(record)
-                    test_note = (f", test {100 * result['test']['score']:.2f}"
-                                 if result["test"] else "")
-                    log(f"{prefix}: best dev {result['dev']['metric']} "
-                        f"{100 * result['dev']['score']:.2f} at epoch {result['best_epoch']}"
-                        f"{test_note} ({result['seconds']:.0f} s)")
-                    tf_keras.backend.clear_session()
-                    gc.collect()
-            del encoder
+    # The runs: each encoder loaded once per group, featurized once per task, one traced model
+    # per (encoder, task) for every learning rate, seed and the scratch copy.
+    for members in groups.values():
+        first = members[0]
+        encoder = load_encoder(first.model, first.task.spec.language)
+        log(f"{first.model.label}: {encoder.description}, {first.model.path}")
+        for key in dict.fromkeys(v.task.spec.key for v in members):
+            task = data[key]
+            feats = {split: featurize(task, examples, encoder.tokenizer)
+                     for split, examples in (("train", task.train), ("dev", task.dev),
+                                             ("test", task.test)) if examples is not None}
+            for split, split_features in feats.items():
+                log(f"[{key}] {first.model.label} {split}: "
+                    f"{features_lib.summary(split_features.stats)}")
+            tuner = training.FineTuner(
+                lambda: encoder.fresh_encoder(protocol.hparams.dropout), task.spec.type,
+                len(task.labels), protocol.hparams)
+            for variant in (v for v in members if v.task.spec.key == key):
+                _run_variant(variant, tuner, feats, encoder.description, log)
+            del tuner
+            tf_keras.backend.clear_session()
             gc.collect()
+        del encoder
+        gc.collect()
 
-    task_rows = []
+    task_rows, records = [], []
     for spec in tasks:
         task = data[spec.key]
         task_rows.append(dict(
             name=spec.name, type=spec.type, language=spec.language,
             metric=metrics_lib.METRIC[spec.type], split="test" if spec.test else "dev",
             seq_length=task.seq_length, labels=task.labels, files=task.files))
+        records.append(lookup_record(task))
+    for variant in variants:
+        records += variant.records()
     results = results_lib.aggregate(
         task_rows, records,
-        dict(dataclasses.asdict(hparams), seeds=list(seeds), max_train_examples=max_train,
-             max_eval_examples=max_eval),
+        dict(dataclasses.asdict(protocol.hparams), protocol=protocol.name,
+             learning_rates=list(protocol.learning_rates) if protocol.learning_rates
+             else "auto", seeds=list(seeds), max_train_examples=max_train,
+             max_eval_examples=max_eval, scratch=scratch),
         [s.name for s in students])
     paths = results_lib.write(results, output_dir)
     results["paths"] = paths
     return results
+
+
+def _run_variant(variant: _Variant, tuner: training.FineTuner, feats: dict,
+                 description: str, log: Callable[[str], None]) -> None:
+    """The grid with the first seed, then the other seeds at the chosen rate."""
+    task = variant.task
+
+    def one(rate: float, seed: int) -> dict:
+        record = variant.finished(rate, seed)
+        if record is not None:
+            return record
+        prefix = f"{variant.label} seed {seed}"
+        encoder_weights = (tuner.random_encoder_weights(seed)
+                           if variant.model.kind == baselines.SCRATCH else None)
+        result = training.fine_tune(
+            tuner, feats["train"], feats["dev"], scorer(task, task.dev), variant.hparams(rate),
+            seed, encoder_weights=encoder_weights, test=feats.get("test"),
+            score_test=scorer(task, task.test) if task.test is not None else None,
+            score_train=scorer(task, task.train),
+            log=lambda line, p=prefix: log(f"{p} {line}"))
+        record = dict(task=task.spec.name, language=task.spec.language, type=task.spec.type,
+                      model=variant.model.name, kind=variant.model.kind, seed=seed,
+                      description=("randomly initialised, " if variant.model.kind ==
+                                   baselines.SCRATCH else "") + description,
+                      result=result, features={s: f.stats for s, f in feats.items()},
+                      settings=run_settings(task, variant.model, variant.hparams(rate), seed))
+        write_json(variant.path(rate, seed), record)
+        test_note = (f", test {100 * result['test']['score']:.2f}" if result["test"] else "")
+        log(f"{prefix} lr {rate:g}: best dev {result['dev']['metric']} "
+            f"{100 * result['dev']['score']:.2f} at epoch {result['best_epoch']}/"
+            f"{result['epochs_trained']}{'' if result['converged'] else ' (not converged)'}"
+            f"{test_note} ({result['seconds']:.0f} s)")
+        return record
+
+    for rate in variant.grid:
+        one(rate, variant.seeds[0])
+    chosen = variant.chosen_rate()
+    log(f"{variant.label}: learning rate {chosen:g} chosen on dev ("
+        + ", ".join(f"{r:g}: {100 * variant.finished(r, variant.seeds[0])['result']['dev']['score']:.2f}"
+                    for r in variant.grid) + ")")
+    for seed in variant.seeds[1:]:
+        one(chosen, seed)
 
 
 FLAGS = flags.FLAGS
@@ -522,14 +709,30 @@ flags.DEFINE_multi_string("teacher", [], "LANG=PATH or LANG:NAME=PATH of a teach
                           "repeatable.")
 flags.DEFINE_multi_string("student", [], "NAME=EXPORT_FOLDER of a student export "
                           "(model_dir/export); repeatable.")
-flags.DEFINE_integer("seeds", 3, "Number of seeds (1..N); mean and std are reported.")
-flags.DEFINE_integer("epochs", 10, "Training epochs (paper Table 7: 10).")
+flags.DEFINE_integer("seeds", 3, "Number of seeds (1..N); mean and std are reported. The first "
+                     "seed runs the learning-rate grid.")
+flags.DEFINE_enum("protocol", protocol_lib.CONVERGE, list(protocol_lib.PROTOCOLS),
+                  "converge: learning rate chosen on dev from a grid, training until dev stops "
+                  "improving (the flags below); paper_table7: the paper's Table 7 for BERT-base "
+                  "encoders (3e-5, batch 32, 10 epochs, best epoch on dev).")
+flags.DEFINE_string("learning_rates", "auto", "The learning-rate grid: `auto` (by encoder "
+                    "width: hidden <= 256: 3e-4,1e-3,3e-3; <= 512: 1e-4,3e-4,1e-3; wider: "
+                    "2e-5,3e-5,5e-5) or comma-separated rates (one rate: no grid).")
+flags.DEFINE_integer("max_epochs", 40, "The most epochs a run trains.")
+flags.DEFINE_integer("patience", 5, "Stop a run when dev has not improved for this many epochs.")
 flags.DEFINE_integer("batch_size", 32, "Training batch size (Table 7: 32).")
-flags.DEFINE_float("learning_rate", 3e-5, "Peak learning rate (Table 7: 3e-5).")
-flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of the steps with linear warm-up (Table 7).")
+flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of a run's max_epochs steps with linear "
+                   "warm-up (Table 7: 0.1).")
+flags.DEFINE_enum("schedule", "linear", list(training.SCHEDULES), "After the warm-up: linear "
+                  "decay to 0 at max_epochs (BERT), or constant.")
 flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (BERT: 0.01).")
 flags.DEFINE_float("dropout", 0.1, "Dropout of every encoder and head (BERT: 0.1).")
-flags.DEFINE_integer("eval_batch_size", 64, "Batch size of dev/test prediction.")
+flags.DEFINE_enum("word_pooling", "first", list(word_tagger.WORD_POOLINGS), "POS/NER: a word "
+                  "is represented by its first piece (BERT) or the mean of its pieces.")
+flags.DEFINE_bool("jit_compile", False, "Compile the training and prediction steps with XLA.")
+flags.DEFINE_bool("scratch", True, "Also fine-tune `scratch`, a randomly initialised copy of "
+                  "each teacher (the no-pretraining control).")
+flags.DEFINE_integer("eval_batch_size", 128, "Batch size of dev/test/train prediction.")
 flags.DEFINE_integer("seq_length", None, "S for every task (default: 256 for pos/ner, 128 for "
                      "classification, Table 7); a task's seq_length= wins.")
 flags.DEFINE_integer("max_train_examples", None, "Use only the first N training sentences / "
@@ -550,14 +753,21 @@ def main(argv):
         tasks = [parse_task(v) for v in FLAGS.task]
         teachers = [parse_teacher(v) for v in FLAGS.teacher]
         students = [parse_student(v) for v in FLAGS.student]
+        try:
+            learning_rates = protocol_lib.parse_learning_rates(FLAGS.learning_rates)
+        except ValueError as error:
+            raise RunError(str(error)) from error
         hparams = training.Hyperparameters(
-            batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate, epochs=FLAGS.epochs,
-            warmup_ratio=FLAGS.warmup_ratio, weight_decay=FLAGS.weight_decay,
-            dropout=FLAGS.dropout, eval_batch_size=FLAGS.eval_batch_size)
+            batch_size=FLAGS.batch_size, max_epochs=FLAGS.max_epochs, patience=FLAGS.patience,
+            warmup_ratio=FLAGS.warmup_ratio, schedule=FLAGS.schedule,
+            weight_decay=FLAGS.weight_decay, dropout=FLAGS.dropout,
+            eval_batch_size=FLAGS.eval_batch_size, word_pooling=FLAGS.word_pooling,
+            jit_compile=FLAGS.jit_compile)
         results = run(tasks, teachers, students, FLAGS.output_dir, hparams,
                       list(range(1, FLAGS.seeds + 1)) if FLAGS.seeds > 0 else [],
                       FLAGS.seq_length, FLAGS.max_train_examples, FLAGS.max_eval_examples,
-                      log=lambda line: print(line, flush=True))
+                      log=lambda line: print(line, flush=True), learning_rates=learning_rates,
+                      scratch=FLAGS.scratch, protocol_name=FLAGS.protocol)
     except (RunError, data_lib.DataError, encoders_lib.EncoderError, LoaderError,
             TokenizerError) as error:
         sys.exit(f"error: {error}")
@@ -565,6 +775,8 @@ def main(argv):
     print(results_lib.to_markdown(results))
     for kind, path in results["paths"].items():
         print(f"{kind}: {path}")
+    for warning in results["warnings"]:
+        print(f"warning: {warning}")
     print(f"wall time: {time.monotonic() - start:.0f} s")
 
 

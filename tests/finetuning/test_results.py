@@ -101,3 +101,52 @@ def test_write_outputs(tmp_path, aggregated):
     assert open(paths["md"], encoding="utf-8").read() == results.to_markdown(aggregated)
     with open(paths["png"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_baselines_come_first_and_marks_say_what_is_wrong(tmp_path):
+    def run(model, kind, seed, dev, converged=True):
+        entry = record("pos", "en", model, kind, seed, dev)
+        entry["result"].update(converged=converged, learning_rate=1e-3, epochs_trained=9,
+                               train=dict(score=0.99),
+                               dev=dict(score=dev, seen_unseen=dict(
+                                   seen=dict(accuracy=0.95), unseen=dict(accuracy=dev - 0.3))))
+        entry["grid"] = {"0.0003": 0.5, "0.001": dev}
+        return entry
+
+    records = ([run("lookup", "lookup", 0, 0.80)]
+               + [run("en", "scratch", s, d) for s, d in ((1, 0.82), (2, 0.84))]
+               + [run("en", "teacher", s, d) for s, d in ((1, 0.90), (2, 0.92))]
+               + [run("kd", "student", s, d) for s, d in ((1, 0.84), (2, 0.86))]
+               + [run("weak", "student", s, d, converged=s == 1) for s, d in ((1, 0.70),
+                                                                              (2, 0.74))])
+    out = results.aggregate(TASKS[:1], records, {}, ["kd", "weak"])
+    models = out["tasks"][0]["models"]
+    assert [(m["kind"], m["name"]) for m in models] == [
+        ("lookup", "lookup"), ("scratch", "en"), ("teacher", "en"), ("student", "kd"),
+        ("student", "weak")]
+    marks = {m["name"] + m["kind"]: m["marks"] for m in models}
+    assert marks["enteacher"] == [] and marks["enscratch"] == []
+    # kd: 0.85 vs scratch 0.83, spread 0.0141 -> above by more than the spread.
+    assert marks["kdstudent"] == []
+    assert marks["weakstudent"] == ["below_lookup", "not_above_scratch", "not_converged"]
+    assert len(out["warnings"]) == 3 and "weak (72.00) is below lookup (80.00)" in \
+        out["warnings"][0]
+    assert "1 of 2 runs stopped at --max_epochs" in out["warnings"][2]
+    teacher = models[2]
+    assert teacher["learning_rate"] == 1e-3 and teacher["train_score"] == pytest.approx(0.99)
+    assert teacher["dev_seen"] == pytest.approx(0.95)
+    assert teacher["dev_unseen"] == pytest.approx(0.61)
+    text = results.to_markdown(out)
+    assert "| en | `lookup` | 80.00 |" in text
+    assert "| en | student `weak` | 72.00 ± 2.83†‡* |" in text
+    assert "| pos | en | teacher `en` | 0.001 (0.0003: 50.0, 0.001: 90.0) | 1/9, 2/9 | 2/2 | " \
+           "99.0 | 95.0 / 61.0 |" in text
+    assert "- **warning**: pos/en: student weak (72.00) is below lookup" in text
+    with open(results.write(out, str(tmp_path))["png"], "rb") as f:  # hatched baseline bars
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # A teacher not above its own scratch copy is marked too.
+    close = [r for r in records if r["kind"] != "student"]
+    close[1]["result"]["dev"]["score"] = 0.90
+    close[2]["result"]["dev"]["score"] = 0.92
+    marked = results.aggregate(TASKS[:1], close, {}, [])
+    assert marked["tasks"][0]["models"][2]["marks"] == ["not_above_scratch"]

@@ -80,55 +80,76 @@ def test_pos_end_to_end_learns_writes_results_and_resumes(tmp_path, teacher_fold
     teachers = [run_lib.parse_teacher(f"en={teacher_folders['en']}"),
                 run_lib.parse_teacher(f"tr={teacher_folders['tr']}")]  # not used: no tr task
     students = [run_lib.parse_student(f"kd={student_export[0]}")]
-    hparams = training.Hyperparameters(batch_size=8, learning_rate=5e-3, epochs=5)
+    hparams = training.Hyperparameters(batch_size=8, max_epochs=5, patience=5)
+    grid = [1e-4, 5e-3]
     out = str(tmp_path / "out")
     lines = []
     result = run_lib.run([task], teachers, students, out, hparams, seeds=[1, 2], seq_length=64,
-                         log=lines.append)
+                         log=lines.append, learning_rates=grid)
     majority = _majority(dev)
-    models = {m["name"]: m for m in result["tasks"][0]["models"]}
-    assert list(models) == ["en_tiny", "kd"]
-    for model in models.values():
+    models = {(m["kind"], m["name"]): m for m in result["tasks"][0]["models"]}
+    assert list(models) == [("lookup", "lookup"), ("scratch", "en_tiny"),
+                            ("teacher", "en_tiny"), ("student", "kd")]
+    lookup = models[("lookup", "lookup")]
+    assert lookup["mean"] > majority and lookup["std"] is None
+    for key, model in models.items():
+        if key[0] == "lookup":
+            continue
         assert model["seeds"] == [1, 2] and model["std"] is not None
         assert model["mean"] > majority + 0.1, (model, majority, lines)
+        # The grid ran with seed 1; the chosen rate is the dev-best one, and seed 2 used it.
+        scores = {float(rate): score for rate, score in model["grid"].items()}
+        assert set(scores) == set(grid)
+        assert model["learning_rate"] == max(scores, key=scores.get)
+        assert model["dev_scores"][0] == max(scores.values())
+        assert model["train_score"] is not None and model["dev_unseen"] is not None
     assert result["rdt"]["pos"]["kd"]["per_language"]["en"] == pytest.approx(
-        100 * (models["kd"]["mean"] - models["en_tiny"]["mean"]) / models["en_tiny"]["mean"])
-    assert sum("epoch 5/5" in line for line in lines) == 4
+        100 * (models[("student", "kd")]["mean"] - models[("teacher", "en_tiny")]["mean"])
+        / models[("teacher", "en_tiny")]["mean"])
+    assert sum("epoch 5/5:" in line for line in lines) == 9  # 3 models x (2 rates + 1 seed)
     assert any(line.startswith("[pos/en] pos, S=64, 17 labels; examples used: train 150/150 "
                                "(36 multiword tokens skipped); dev 50/50") for line in lines)
+    assert any(re.match(r"\[pos/en\] scratch en_tiny: learning rate [\d.e-]+ chosen on dev", l)
+               for l in lines)
     for kind in ("json", "md", "png"):
         assert os.path.getsize(os.path.join(out, f"results.{kind}")) > 0
     saved = json.loads(open(os.path.join(out, "results.json"), encoding="utf-8").read())
-    assert saved["tasks"][0]["models"][1]["scores"] == models["kd"]["scores"]
-    assert "| en | student `kd` |" in open(os.path.join(out, "results.md"),
-                                            encoding="utf-8").read()
-    record = os.path.join(out, "runs", "pos", "en", "student-kd", "seed-2.json")
+    assert saved["tasks"][0]["models"][3]["scores"] == models[("student", "kd")]["scores"]
+    text = open(os.path.join(out, "results.md"), encoding="utf-8").read()
+    assert "| en | student `kd` |" in text and "| en | `lookup` |" in text
+    chosen = models[("student", "kd")]["learning_rate"]
+    record = os.path.join(out, "runs", "pos", "en", "student-kd", f"lr-{chosen:g}",
+                          "seed-2.json")
     assert json.loads(open(record, encoding="utf-8").read())["result"]["best_epoch"] >= 1
 
     # Rerun: every run is finished, nothing is trained again, the same results come out.
     again = []
     rerun = run_lib.run([task], teachers, students, out, hparams, seeds=[1, 2], seq_length=64,
-                        log=again.append)
-    assert sum("finished earlier, kept" in line for line in again) == 4
+                        log=again.append, learning_rates=grid)
+    assert sum("finished earlier, kept" in line for line in again) == 6
     assert not any("epoch" in line for line in again)
     assert rerun["tasks"] == json.loads(json.dumps(result["tasks"]))
-    # One more seed: only that one runs.
+    # One more seed: only that one runs, at each model's chosen rate.
     more = []
     run_lib.run([task], teachers, students, out, hparams, seeds=[1, 2, 3], seq_length=64,
-                log=more.append)
-    assert sum("finished earlier, kept" in line for line in more) == 4
-    assert sum("epoch 5/5" in line for line in more) == 2
+                log=more.append, learning_rates=grid)
+    assert sum("epoch 5/5:" in line for line in more) == 3
+    assert all(f"lr {models[('student', 'kd')]['learning_rate']:g} epoch" in line
+               for line in more if "student kd seed 3" in line and "epoch" in line)
     # Other settings for the same OUT: refused, naming the setting.
     with pytest.raises(run_lib.RunError, match=r"seed-1.json: this finished run was made with "
-                                               r"other settings \(hyperparameters.epochs: 5 "
-                                               r"then, 6 now\)"):
+                                               r"other settings \(hyperparameters.max_epochs: "
+                                               r"5 then, 6 now\)"):
         run_lib.run([task], teachers, students, out,
-                    training.Hyperparameters(batch_size=8, learning_rate=5e-3, epochs=6),
-                    seeds=[1], seq_length=64, log=lambda _: None)
+                    training.Hyperparameters(batch_size=8, max_epochs=6, patience=5),
+                    seeds=[1], seq_length=64, log=lambda _: None, learning_rates=grid)
     with pytest.raises(run_lib.RunError, match=r"S=256 exceeds the 128 positions of teacher "
                                                r"en_tiny"):
         run_lib.run([task], teachers, students, str(tmp_path / "other"), hparams, seeds=[1],
-                    log=lambda _: None)
+                    log=lambda _: None, learning_rates=grid)
+    with pytest.raises(run_lib.RunError, match="paper_table7 fixes the learning rate"):
+        run_lib.run([task], teachers, students, str(tmp_path / "other"), hparams, seeds=[1],
+                    log=lambda _: None, learning_rates=grid, protocol_name="paper_table7")
 
 
 def _cli(*args, timeout=900):
@@ -156,7 +177,8 @@ def test_command_line_ner_classification_and_test_file(tmp_path, teacher_folders
     cls_dev = write_text(tmp_path / "cls-dev.tsv", reviews[: len(reviews) // 2])
     out = tmp_path / "out"
     common = [f"--output_dir={out}", f"--teacher=tr={teacher_folders['tr']}",
-              f"--student=kd={student_export[0]}", "--seeds=1", "--epochs=1",
+              f"--student=kd={student_export[0]}", "--seeds=1", "--max_epochs=1",
+              "--learning_rates=3e-3",
               "--max_train_examples=40", "--max_eval_examples=20", "--seq_length=32"]
     done = _cli(*common,
                 f"--task=name=ner,type=ner,language=tr,train={ner_train},dev={ner_dev},"
@@ -168,8 +190,11 @@ def test_command_line_ner_classification_and_test_file(tmp_path, teacher_folders
     assert "[ner/tr] ner, S=32, 7 labels; examples used: train 40/50; dev 20/20; test 20/20" \
         in stdout
     assert "[sentiment/tr] classification, S=32, 2 labels" in stdout
-    assert re.search(r"\[ner/tr\] teacher tr_tiny seed 1: best dev f1 [\d.]+ at epoch 1, test ",
-                     stdout)
+    assert re.search(r"\[ner/tr\] teacher tr_tiny seed 1 lr 0.003: best dev f1 [\d.]+ at epoch "
+                     r"1/1 \(not converged\), test ", stdout)
+    assert "| tr | `lookup` |" in stdout and "| tr | scratch `tr_tiny` |" in stdout
+    assert re.search(r"^warning: ner/tr: teacher tr_tiny: 1 of 1 runs stopped at --max_epochs",
+                     stdout, re.M)
     assert "| language | model | ner (F1, test) | sentiment (acc, dev) |" in stdout
     assert "| **RDT (%)** | student `kd` |" in stdout
     assert "INFO" not in done.stderr and "I external" not in done.stderr
@@ -184,3 +209,7 @@ def test_command_line_ner_classification_and_test_file(tmp_path, teacher_folders
     assert f"error: {bad}:1: label 'B-MISC' never occurs in the training file" in failed.stderr
     failed = _cli(*common, f"--task=name=ner,type=ner,language=en,train={ner_train},dev={bad}")
     assert "error: --task ner/en: no --teacher en=PATH" in failed.stderr
+    failed = _cli(*[c for c in common if not c.startswith("--learning_rates")],
+                  "--learning_rates=1e-3,fast",
+                  f"--task=name=ner,type=ner,language=tr,train={ner_train},dev={ner_dev}")
+    assert "error: --learning_rates '1e-3,fast': 'fast' is not a number" in failed.stderr
