@@ -21,8 +21,8 @@ Models (all on synthetic shards written through the real record schema; V as in 
 
   demo_teacher   configs/teacher/demo.yaml: 2 x 128, V 5,000 (run_demo's teacher vocab), plain
                  MLM in the teacher's ids (lambda 0), S 64 / P 10, batch 32
-  demo_student   configs/student/demo.yaml: 2 x 128, V --demo_union (the demo union of three
-                 5,000-token teachers), KD + MLM, S 64 / P 10 / k 8, batch 32
+  demo_student   configs/student/demo.yaml: 2 x 128, V --demo_union (12,120: the demo union of
+                 three 5,000-token teachers), KD + MLM, S 64 / P 10 / k 8, batch 32
   exp_teacher    experiments/reproduce_dissimilar.py's teachers: configs/teacher/demo.yaml with
                  an 8,000-token vocab
   exp_student    its `kd` / `gold` students: configs/student/demo.yaml over the 19,389-token union
@@ -59,7 +59,10 @@ flags.DEFINE_integer("rounds", 8, "Timed loops per variant (after the first loop
 flags.DEFINE_integer("steps_per_loop", 5, "Steps per timed loop.")
 flags.DEFINE_integer("bert_rounds", 3, "Timed loops per variant for bert_base.")
 flags.DEFINE_integer("bert_steps_per_loop", 2, "Steps per timed loop for bert_base.")
-flags.DEFINE_integer("demo_union", 12000, "V of the demo student (the demo's union vocab).")
+flags.DEFINE_integer("demo_union", 12120, "V of the demo student: the union of run_demo's three "
+                     "5,000-token teachers trained on all of the bundled demo text (de, en, es).")
+flags.DEFINE_float("dropout_rate", None, "Override the configs' dropout (hidden and attention); "
+                   "0 shows what XLA does without the dropout random numbers.")
 flags.DEFINE_integer("examples_per_language", 200, "Synthetic examples per language (x1, 2, 3).")
 flags.DEFINE_string("work_dir", None, "Where shards go (default: a temp folder).")
 flags.DEFINE_string("json_out", None, "Also write the results here.")
@@ -82,6 +85,9 @@ _LANGS = ("en", "de", "es")
 
 def _override(vocab_size: int, encoder: dict, data: dict, jit: bool, steps_per_loop: int
               ) -> dict:
+    if FLAGS.dropout_rate is not None:
+        encoder = dict(encoder, dropout_rate=FLAGS.dropout_rate,
+                       attention_dropout_rate=FLAGS.dropout_rate)
     return {"model": {"encoder": {"bert_v2": dict(encoder, vocab_size=vocab_size)}},
             "data": dict(data),
             "train": {"steps": 1_000_000, "steps_per_loop": steps_per_loop,
@@ -152,6 +158,7 @@ def measure(name: str, work_dir: str) -> dict:
     saved_per_step = step["plain"] - step["xla"]
     result = dict(
         model=name, config=os.path.relpath(config_file, REPO), kd=kd, vocab_size=vocab_size,
+        dropout_rate=configs["plain"].model.encoder.bert_v2.dropout_rate,
         seq_length=configs["plain"].data.seq_length,
         batch=configs["plain"].data.global_batch_size,
         hidden=configs["plain"].model.encoder.bert_v2.hidden_size,
@@ -175,7 +182,8 @@ def _print(result: dict) -> None:
     s, f = result["step_seconds"], result["first_loop_seconds"]
     print(f"\n== {result['model']}: {result['layers']} x {result['hidden']}, V "
           f"{result['vocab_size']:,}, S {result['seq_length']}, batch {result['batch']}, "
-          f"{'KD+MLM' if result['kd'] else 'MLM'}, {result['parameters'] / 1e6:.1f}M params")
+          f"{'KD+MLM' if result['kd'] else 'MLM'}, {result['parameters'] / 1e6:.1f}M params, "
+          f"dropout {result['dropout_rate']:g}")
     print(f"  steps/s          plain {1 / s['plain']:7.2f}   xla {1 / s['xla']:7.2f}   "
           f"(step {s['plain'] * 1e3:.1f} / {s['xla'] * 1e3:.1f} ms)")
     print(f"  speed-up xla     paired median {result['speedup_paired_median']:.3f}   "
