@@ -27,9 +27,9 @@ translation: every PCollection gets its own bag (a ParDo's outputs are split by 
 leaf PCollection and every step's counters are computed in one `client.compute`, a ParDo's
 partition runs `start_bundle`, `process`, `finish_bundle` with a Beam metrics container
 installed and its outputs are taken after `finish_bundle`, bounded sources are split on the
-client and read by the workers, side inputs are materialized once and broadcast, and a DoFn is
-set up once per worker thread and kept (like a Dataflow worker, which also does not promise
-`teardown`). Counters are reported as *attempted* values: Dask reruns the tasks of a lost worker,
+client and read by the workers, side inputs are materialized once and broadcast, and set-up
+DoFns are kept in a per-process pool and reused by later bundles (never two at once; no
+`teardown`, which Dataflow does not promise either). Counters are reported as *attempted* values: Dask reruns the tasks of a lost worker,
 so they may count some elements twice then; the shards do not depend on them.
 
 Only the global window and the default trigger (all the batch job uses) are supported.
@@ -66,7 +66,6 @@ _METRICS = "__mergedistill_dask_metrics__"   # the tag of a partition's counter 
 DEFAULT_SOURCE_BUNDLES = 16
 MIN_BUNDLE_BYTES = 16 * 1024
 
-_LOCAL = threading.local()      # per worker thread: DoFns already set up, by ParDo token
 _BUNDLES_RUN = collections.Counter()   # in this process: ParDo partitions run, by step
 
 
@@ -133,16 +132,29 @@ def _in_metrics_scope(label: str, work):
     return result, _counter_values(container)
 
 
-def _dofn_for_thread(token: str, fn):
-    """The DoFn of ParDo `token`, set up once in this worker thread (`fn` is this task's
-    unpickled copy; the first copy a thread sees is set up and kept)."""
-    cache = getattr(_LOCAL, "dofns", None)
-    if cache is None:
-        cache = _LOCAL.dofns = {}
-    if token not in cache:
+class _DoFnPool:
+    """Set-up DoFns of this worker process, by ParDo token: a bundle takes one (or sets up
+    `fn`, its own unpickled copy, when none is free) and gives it back after finish_bundle,
+    so a DoFn is never used by two bundles at once and is set up once per concurrent bundle,
+    whichever threads Dask runs the bundles in."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._free: dict[str, list] = collections.defaultdict(list)
+
+    def take(self, token: str, fn):
+        with self._lock:
+            if self._free[token]:
+                return self._free[token].pop()
         fn.setup()
-        cache[token] = fn
-    return cache[token]
+        return fn
+
+    def give_back(self, token: str, fn) -> None:
+        with self._lock:
+            self._free[token].append(fn)
+
+
+_DOFNS = _DoFnPool()
 
 
 def _run_dofn_partition(items, token, label, fn, args, kwargs, window_fn, side_specs,
@@ -160,7 +172,7 @@ def _run_dofn_partition(items, token, label, fn, args, kwargs, window_fn, side_s
                    for (view_class, view_options), values in zip(side_specs, side_values)]
 
     def work():
-        do_fn = _dofn_for_thread(token, fn)
+        do_fn = _DOFNS.take(token, fn)
         invoker = DoFnInvoker.create_invoker(
             DoFnSignature(do_fn),
             _OutputHandler(window_fn=window_fn, main_receivers=receivers[None],
@@ -174,6 +186,7 @@ def _run_dofn_partition(items, token, label, fn, args, kwargs, window_fn, side_s
         for item in items:
             invoker.invoke_process(GlobalWindows.windowed_value(item))
         invoker.invoke_finish_bundle()
+        _DOFNS.give_back(token, do_fn)   # not after a failure: the DoFn may be half-way
 
     _, counter_values = _in_metrics_scope(label, work)
     _BUNDLES_RUN[label] += 1
