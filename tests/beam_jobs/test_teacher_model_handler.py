@@ -166,24 +166,34 @@ def test_one_trace_whatever_the_batch_sizes_and_padding_never_yields_records(wor
     assert scoring.traces("en_a") - before == 1
 
 
-def test_bfloat16_handler_scores_close_to_float32(handler_and_model, workspace):
+def test_bfloat16_handler_scores_with_a_bfloat16_encoder(handler_and_model, workspace,
+                                                         monkeypatch):
+    """The handler passes compute_dtype to the scoring function (its closeness to float32 is
+    tested on a well-conditioned teacher in test_scoring_compute_dtype.py; this random teacher,
+    initializer_range 1.0, amplifies bfloat16's rounding)."""
     handler, model = handler_and_model
     path, fmt, langs, _, _ = workspace.teachers["en_a"]
     bf16_handler = TeacherModelHandler("en_a", str(path), fmt, langs, S, P, K, batch_size=B,
                                        compute_dtype="bfloat16")
+    from teacher_scoring.teachers import scoring
+    rebuilt = []
+    real_rebuild = scoring.bfloat16_teacher
+    monkeypatch.setattr(scoring, "bfloat16_teacher",
+                        lambda teacher: rebuilt.append(real_rebuild(teacher)) or rebuilt[-1])
     bf16_model = bf16_handler.load_model()
+    assert len(rebuilt) == 1
+    encoder, _ = rebuilt[0].model
+    assert encoder.compute_dtype == "bfloat16"
+    assert model.teacher.model.encoder_network.compute_dtype == "float32"
     examples = _examples(model.teacher.tokenizer(), B)
     f32 = [r.inference for r in handler.run_inference(examples, model)]
     bf16 = [r.inference for r in bf16_handler.run_inference(examples, bf16_model)]
     for a, b, e in zip(f32, bf16, examples):
         real = e.masked_lm_weights > 0
         assert isinstance(b, TeacherScores)
+        assert np.all(np.isfinite(b.topk_logits)) and np.isfinite(b.teacher_loss)
         assert not np.array_equal(a.topk_logits[real], b.topk_logits[real])
-        # This random teacher (initializer_range 1.0, logits ~15) amplifies bfloat16's rounding
-        # (2^-8 relative) more than a trained one does; the bound still fails for a wrong copy.
-        np.testing.assert_allclose(b.topk_logits[real], a.topk_logits[real],
-                                   atol=0.15 * np.abs(a.topk_logits[real]).max())
-        assert b.teacher_loss == pytest.approx(a.teacher_loss, rel=0.15)
+        assert np.all(b.topk_ids[~real] == 0) and np.all(b.topk_logits[~real] == 0)
 
 
 @pytest.mark.parametrize("bad", ["float16", "BF16", None])
