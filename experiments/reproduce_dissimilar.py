@@ -199,10 +199,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the student's transfer data: every N-th train line (10%%)")
     parser.add_argument("--dev_lines", type=int, default=800)
     parser.add_argument("--finetune_seeds", type=int, default=3)
-    parser.add_argument("--finetune_epochs", type=int, default=5)
-    parser.add_argument("--finetune_learning_rate", type=float, default=1e-4,
-                        help="the paper's 3e-5 is for BERT-base; small encoders need a larger one "
-                             "(the same for every model)")
+    parser.add_argument("--finetune_max_epochs", type=int, default=40,
+                        help="finetuning.run --max_epochs (runs stop when dev stops improving)")
+    parser.add_argument("--finetune_patience", type=int, default=5)
+    parser.add_argument("--finetune_learning_rates", default="auto",
+                        help="finetuning.run --learning_rates: the grid each model's rate is "
+                             "chosen from on dev (auto: fitted to the encoder's width)")
     parser.add_argument("--finetune_seq_length", type=int, default=64)
     parser.add_argument("--finetune_max_train", type=int, default=2000,
                         help="training sentences per task (the same for every model)")
@@ -416,8 +418,10 @@ def main(argv=None) -> None:
             for name, kind, lang, train_file, dev_file in DEFAULT_TASKS if lang in languages]
         command = ([python, "-m", "finetuning.run",
                     f"--output_dir={os.path.join(results, 'downstream')}",
-                    f"--seeds={args.finetune_seeds}", f"--epochs={args.finetune_epochs}",
-                    f"--learning_rate={args.finetune_learning_rate}",
+                    f"--seeds={args.finetune_seeds}",
+                    f"--max_epochs={args.finetune_max_epochs}",
+                    f"--patience={args.finetune_patience}",
+                    f"--learning_rates={args.finetune_learning_rates}",
                     f"--seq_length={args.finetune_seq_length}",
                     f"--max_train_examples={args.finetune_max_train}",
                     f"--max_eval_examples={args.finetune_max_eval}"]

@@ -91,6 +91,17 @@ def _strip_scope(name: str) -> str:
     return re.sub(r"^[^/]*/", "", name.split(":")[0])
 
 
+def rebuild_config(encoder: tf_keras.layers.Layer) -> dict:
+    """The encoder's config, ready for `type(encoder).from_config`: its inner activation is the
+    callable itself, since a serialized name only deserializes for Keras-registered functions
+    (not, e.g., the loaders' tanh-approximated GELU)."""
+    config = dict(encoder.get_config())
+    layers = getattr(encoder, "transformer_layers", None)
+    if layers and "inner_activation" in config:
+        config["inner_activation"] = layers[0]._inner_activation  # pylint: disable=protected-access
+    return config
+
+
 def with_dropout(encoder: tf_keras.layers.Layer, dropout: float) -> tf_keras.layers.Layer:
     """Rebuilds a tf-models encoder from its config with `dropout` and copies its weights.
 
@@ -101,17 +112,12 @@ def with_dropout(encoder: tf_keras.layers.Layer, dropout: float) -> tf_keras.lay
       EncoderError: the encoder's config has no dropout fields, or the rebuilt encoder's
         variables do not line up with the original's.
     """
-    config = dict(encoder.get_config())
+    config = rebuild_config(encoder)
     missing = [k for k in ("output_dropout", "attention_dropout") if k not in config]
     if missing:
         raise EncoderError(f"{type(encoder).__name__}: its config has no {missing}; only "
                            "tf-models BertEncoder / BertEncoderV2 encoders can be fine-tuned")
     config.update(output_dropout=float(dropout), attention_dropout=float(dropout))
-    layers = getattr(encoder, "transformer_layers", None)
-    if layers and "inner_activation" in config:
-        # The callable itself: a serialized name only deserializes for Keras-registered
-        # functions (e.g. not the loaders' tanh-approximated GELU).
-        config["inner_activation"] = layers[0]._inner_activation  # pylint: disable=protected-access
     fresh = type(encoder).from_config(config)
     _build(fresh)
     source = [_strip_scope(v.name) for v in encoder.weights]

@@ -109,6 +109,13 @@ def _mark(task: dict, models: list[dict]) -> list[str]:
                         f"{where}: {label} ({100 * model['mean']:.2f}) is not above scratch "
                         f"{control['name']} ({100 * control['mean']:.2f}) by more than the seed "
                         f"spread ({100 * spread:.2f})")
+        grid = sorted(float(rate) for rate in (model.get("grid") or {}))
+        if len(grid) > 1 and model["learning_rate"] in (grid[0], grid[-1]):
+            side = "largest" if model["learning_rate"] == grid[-1] else "smallest"
+            warnings.append(f"{where}: {label}: the chosen learning rate "
+                            f"{model['learning_rate']:g} is the {side} of the grid; a "
+                            f"{'larger' if side == 'largest' else 'smaller'} one may do better "
+                            "(--learning_rates)")
         if not all(model["converged"]):
             model["marks"].append("not_converged")
             warnings.append(f"{where}: {label}: {model['converged'].count(False)} of "

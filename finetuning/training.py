@@ -54,6 +54,7 @@ import tf_keras
 from official.modeling import optimization
 from official.nlp.modeling import models
 
+from finetuning import encoders
 from finetuning import features as features_lib
 from finetuning import word_tagger
 
@@ -95,7 +96,7 @@ class Hyperparameters:
     dropout: float = 0.1
     gradient_clip_norm: float = 1.0
     eval_batch_size: int = 128
-    word_pooling: str = "first"
+    word_pooling: str = "mean"
     jit_compile: bool = False
 
     def validate(self) -> None:
@@ -363,7 +364,7 @@ class FineTuner:
     def random_encoder_weights(self, seed: int) -> list[np.ndarray]:
         """Freshly initialised encoder weights (the encoder config's initializers), seeded."""
         tf_keras.utils.set_random_seed(seed)
-        fresh = type(self.encoder).from_config(self.encoder.get_config())
+        fresh = type(self.encoder).from_config(encoders.rebuild_config(self.encoder))
         ids = tf.constant([[0, 0]], tf.int32)
         fresh(dict(input_word_ids=ids, input_mask=tf.ones_like(ids), input_type_ids=ids),
               training=False)

@@ -44,7 +44,8 @@ def _command(workspace, *extra):
                "--teacher_curve_points=4", "--teacher_vocab_size=600",
                f"--student_config={_student_config(workspace.parent)}", "--student_steps=10",
                "--transfer_every=3", "--dev_lines=60", "--finetune_seeds=1",
-               "--finetune_epochs=1", "--finetune_seq_length=32", "--finetune_max_train=24",
+               "--finetune_max_epochs=1", "--finetune_learning_rates=3e-3",
+               "--finetune_seq_length=32", "--finetune_max_train=24",
                "--finetune_max_eval=16"] + list(extra))
 
 
@@ -86,6 +87,8 @@ def test_every_stage_runs_on_tiny_settings_and_resumes(tmp_path):
     text = json.dumps(downstream)
     for name in ("teacher_en", "teacher_tr", "kd", "gold", "wide_kd"):
         assert name in text
+    kinds = {m["kind"] for t in downstream["tasks"] for m in t["models"]}
+    assert kinds == {"lookup", "scratch", "teacher", "student"}
     stage_seconds = json.loads((results / "stage_seconds.json").read_text())
     assert set(stage_seconds) == {"teachers", "teacher_curves", "vocab", "scoring", "students",
                                   "evaluate", "finetune"}
