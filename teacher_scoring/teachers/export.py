@@ -11,6 +11,11 @@ From any Teacher (any architecture):
 
   export_saved_model             (d) SavedModel with the `mlm` signature
 
+From a format (b) folder:
+
+  export_hf_folder_float16       the same folder with float16 weights (half the bytes; what the
+                                 project ships in data/teachers/)
+
 Each writes vocab.txt and the casing / languages (teacher.json; tokenizer_config.json too for
 Hugging Face), so `load_teacher(output_dir)` gives back the same teacher. `export_teacher`
 converts a loaded teacher to any format.
@@ -161,6 +166,45 @@ def export_hf_folder(encoder, masked_lm, vocab: Sequence[str], output_dir: str, 
     })
     _write_vocab(os.path.join(output_dir, "vocab.txt"), vocab)
     teacher_lib.write_teacher_json(os.path.join(output_dir, teacher_lib.TEACHER_JSON), metadata)
+    return output_dir
+
+
+def export_hf_folder_float16(source_dir: str, output_dir: str, *,
+                             overwrite: bool = False) -> str:
+    """Copies a format (b) folder with its floating-point weights cast to float16.
+
+    Every other file (vocab.txt, tokenizer_config.json, teacher.json) is copied unchanged;
+    config.json gets `"torch_dtype": "float16"`. The loaders and `transformers` read F16
+    safetensors (the loaders compute in float32 after the cast back).
+
+    Raises:
+      ExportError: source_dir has no model.safetensors / config.json, or output_dir is not
+        empty and overwrite is False.
+    """
+    weights = os.path.join(source_dir, hf_folder.WEIGHTS_FILE)
+    config_path = os.path.join(source_dir, hf_folder.CONFIG_FILE)
+    for path in (weights, config_path):
+        if not tf.io.gfile.exists(path):
+            raise ExportError(f"{source_dir}: no {os.path.basename(path)} (not a format (b) "
+                              "Hugging Face folder)")
+    if os.path.abspath(source_dir) == os.path.abspath(output_dir):
+        raise ExportError(f"{output_dir}: the float16 copy must go to another folder")
+    _prepare(output_dir, overwrite)
+    arrays = hf_folder.read_safetensors(weights)
+    halved = {key: (value.astype(np.float16) if np.issubdtype(value.dtype, np.floating)
+                    else value) for key, value in arrays.items()}
+    safetensors.numpy.save_file(halved, os.path.join(output_dir, hf_folder.WEIGHTS_FILE),
+                                metadata={"format": "pt"})
+    with tf.io.gfile.GFile(config_path, "r") as f:
+        config = json.load(f)
+    _write_json(os.path.join(output_dir, hf_folder.CONFIG_FILE),
+                {**config, "torch_dtype": "float16"})
+    for name in tf.io.gfile.listdir(source_dir):
+        if name in (hf_folder.WEIGHTS_FILE, hf_folder.CONFIG_FILE):
+            continue
+        source = os.path.join(source_dir, name)
+        if not tf.io.gfile.isdir(source):
+            tf.io.gfile.copy(source, os.path.join(output_dir, name), overwrite=True)
     return output_dir
 
 

@@ -58,3 +58,35 @@ def test_cli_writes_a_readable_vocab(tmp_path):
     tokens = read_vocab(str(out))
     assert tokens[:5] == list(SPECIAL_TOKENS) and len(tokens) <= 1500
     assert f"wrote {len(tokens)} tokens" in result.stdout
+
+
+def test_alphabet_is_chosen_by_coverage_not_capped():
+    """Every character seen twice is in the alphabet, however many there are (a fixed cap, such
+    as tokenizers' default of 1,000, leaves the rest [UNK]); a coverage below 1 keeps the most
+    frequent ones only."""
+    import collections
+
+    from vocab.train_wordpiece import choose_alphabet
+
+    lines = demo_lines("zh")
+    counts = collections.Counter(c for line in lines for c in line if not c.isspace())
+    seen_twice = {c for c, n in counts.items() if n >= 2 and '\u4e00' <= c <= '\u9fff'}
+    assert len(seen_twice) > 800
+    tokens = set(train_wordpiece(lines, 8000, lower_case=False))
+    assert seen_twice <= tokens
+    capped = set(train_wordpiece(lines, 8000, lower_case=False, limit_alphabet=500))
+    assert len(seen_twice - capped) > 300
+    once = {c for c, n in counts.items() if n == 1 and '\u4e00' <= c <= '\u9fff'}
+    assert once and not once & tokens
+
+    assert choose_alphabet(collections.Counter("aaaabbbcd"), min_count=1) == list("abcd")
+    assert choose_alphabet(collections.Counter("aaaabbbcd"), min_count=2) == list("ab")
+    assert choose_alphabet(collections.Counter("aaaabbbcd"), min_count=1, coverage=0.7) == \
+        list("ab")
+    assert choose_alphabet(collections.Counter("aaaabbbcd"), min_count=1, coverage=0.4) == ["a"]
+    with pytest.raises(ValueError, match="coverage must be in"):
+        choose_alphabet(counts, coverage=0.0)
+    with pytest.raises(ValueError, match="min_count must be >= 1"):
+        choose_alphabet(counts, min_count=0)
+    small = train_wordpiece(lines, 8000, lower_case=False, alphabet_coverage=0.9)
+    assert len([t for t in small if len(t) == 1]) < len(seen_twice)

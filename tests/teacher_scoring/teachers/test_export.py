@@ -112,3 +112,37 @@ def test_refusals(tmp_path):
         export.export_hf_folder(encoder, relu_head, vocab, str(tmp_path / "relu"),
                                 lower_case=False)
     assert not os.path.exists(str(tmp_path / "refused"))
+
+
+def test_float16_copy_of_an_hf_folder(tmp_path):
+    """The float16 copy is half the weight bytes, loads in the loaders and in transformers, and
+    its logits stay within float16 rounding of the float32 folder's."""
+    import transformers
+    import safetensors.numpy
+
+    vocab = trained_vocab("en", 700, lower_case=True)
+    model, _ = random_bert(len(vocab), seed=21)
+    full = export.export_hf_folder(model.encoder_network, model.masked_lm, vocab,
+                                   str(tmp_path / "fp32"), lower_case=True, languages=["en"],
+                                   name="en_bert")
+    half = export.export_hf_folder_float16(full, str(tmp_path / "fp16"))
+    arrays = safetensors.numpy.load_file(os.path.join(half, "model.safetensors"))
+    assert {a.dtype for a in arrays.values()} == {np.dtype(np.float16)}
+    assert os.path.getsize(os.path.join(half, "model.safetensors")) < \
+        0.55 * os.path.getsize(os.path.join(full, "model.safetensors"))
+    assert sorted(os.listdir(half)) == sorted(os.listdir(full))
+    batch = make_inputs(len(vocab), seed=5)
+    want = load_teacher(full).mlm_logits(**model_inputs(batch)).numpy()
+    teacher = load_teacher(half)
+    assert (teacher.name, teacher.lower_case, teacher.languages, teacher.vocab) == \
+        ("en_bert", True, ("en",), vocab)
+    got = teacher.mlm_logits(**model_inputs(batch)).numpy()
+    assert 0 < relative_error(got, want) <= 1e-2
+    reference = transformers.BertForMaskedLM.from_pretrained(half)
+    assert relative_error(torch_logits(reference.float().eval(), batch), got) <= 1e-4
+    with pytest.raises(export.ExportError, match="not empty"):
+        export.export_hf_folder_float16(full, half)
+    with pytest.raises(export.ExportError, match="another folder"):
+        export.export_hf_folder_float16(full, full, overwrite=True)
+    with pytest.raises(export.ExportError, match="no model.safetensors"):
+        export.export_hf_folder_float16(str(tmp_path), str(tmp_path / "x"))
