@@ -2,7 +2,9 @@
 
 A scoring config (configs/scoring/, loaded with beam_jobs.job_config) writes the shards a student
 config (configs/student/, loaded with student.config) reads: S, P, k and the logits dtype must be
-equal or train.py refuses the shards after hours of scoring. The paper's students are checked
+equal, and the scoring config's `packing` must be the student config's `data.packing` (the
+manifest records it), or train.py refuses the shards after hours of scoring. The paper's students
+are checked
 against the paper: Table 1 (one monolingual teacher a language for Student_similar and
 Student_dissimilar), §4.3 (mBERT + MuRIL over mBERT's 104 languages; which copies each student
 keeps), §4.2/A.2 (vocab sizes). The README's walk-through names what the configs name.
@@ -120,10 +122,23 @@ def check_shapes_agree(job, config) -> None:
     assert job.seq_length <= config.encoder.max_position_embeddings
 
 
+def check_packing_agrees(scoring: str, student: str, job, config) -> None:
+    """The scoring config's `packing` is the student config's `data.packing`: the scoring job
+    records it in every manifest and the student trainer refuses a folder whose `packing`
+    differs from `data.packing` (student.shard_sources)."""
+    assert job.packing == config.data.packing, (
+        f"configs/scoring/{scoring}.yaml: field 'packing' is {job.packing!r} but "
+        f"configs/student/{student}.yaml: field 'data.packing' is {config.data.packing!r}; the "
+        f"student trainer would refuse the shards (their manifests say {job.packing!r})")
+
+
+ALL_PAIRS = [(s.scoring, s.student) for s in PAPER_STUDENTS] + OTHER_PAIRS
+
+
 def test_every_config_is_covered():
     found = {str(path.relative_to(CONFIGS)) for path in CONFIGS.rglob("*.yaml")}
     covered = set(UNPAIRED)
-    for scoring, student in [(s.scoring, s.student) for s in PAPER_STUDENTS] + OTHER_PAIRS:
+    for scoring, student in ALL_PAIRS:
         covered |= {f"scoring/{scoring}.yaml", f"student/{student}.yaml"}
     assert found == covered, (f"not covered by a pair: {sorted(found - covered)}; "
                               f"missing: {sorted(covered - found)}")
@@ -184,6 +199,31 @@ def test_google_release_folders_state_their_casing_by_name():
 @pytest.mark.parametrize("scoring, student", OTHER_PAIRS)
 def test_other_pairs_agree(scoring, student):
     check_shapes_agree(*load_pair(scoring, student))
+
+
+@pytest.mark.parametrize("scoring, student", ALL_PAIRS)
+def test_every_pair_packs_the_way_its_student_reads(scoring, student):
+    check_packing_agrees(scoring, student, *load_pair(scoring, student))
+
+
+def test_packing_check_fails_on_a_mismatching_pair():
+    scoring, student = "student_similar", "student_similar"
+    job, config = load_pair(scoring, student)
+    check_packing_agrees(scoring, student, job, config)
+    assert job.packing == config.data.packing == "within_document"
+    # The scoring side switched to full sentences (it needs short_seq_prob 0).
+    full = job.replace(packing="full_sentences", short_seq_prob=0.0)
+    with pytest.raises(AssertionError, match=r"student_similar\.yaml: field 'packing' is "
+                                             r"'full_sentences' but .*'data\.packing' is "
+                                             r"'within_document'"):
+        check_packing_agrees(scoring, student, full, config)
+    # The student side switched: the same refusal the other way round.
+    student_full = student_config.load_config(
+        str(CONFIGS / "student" / f"{student}.yaml"), [{"data": {"packing": "full_sentences"}}])
+    with pytest.raises(AssertionError, match=r"'data\.packing' is 'full_sentences'"):
+        check_packing_agrees(scoring, student, job, student_full)
+    # Both switched: they agree again.
+    check_packing_agrees(scoring, student, full, student_full)
 
 
 @pytest.mark.parametrize("name", sorted(UNPAIRED))

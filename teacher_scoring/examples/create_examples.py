@@ -7,12 +7,17 @@ example per teacher (`masking`). The Beam scoring job and the CLI below both cal
 The CLI writes plain-MLM shards for one teacher (ids in the teacher's vocab, no teacher
 outputs: `ShardSpec(has_teacher_outputs=False)`), which is what a teacher is pretrained on
 (`student.pretrain_teacher`), with a `manifest.json` (id_space "teacher", the vocab's
-sha256, per-language counts, dropped inputs by reason, all counters, the seed):
+sha256, per-language counts, dropped inputs by reason, all counters, the seed, the packing):
 
   python -m teacher_scoring.examples.create_examples --input 'data/corpora/demo/en.txt' --language en \
       --vocab /tmp/en_vocab.txt --lower_case --teacher_name bert_en \
       --seq_length 128 --max_predictions_per_seq 20 --seed 12345 \
-      --output_dir /tmp/en_mlm --num_shards 4
+      [--packing full_sentences] --output_dir /tmp/en_mlm --num_shards 4
+
+--packing (as the scoring config's `packing`): `within_document` (default, BERT's format: a
+sequence holds one document's text) or `full_sentences` (RoBERTa's: sequences filled across
+documents in input order, [SEP] between them; needs --short_seq_prob=0). The manifest records
+it in its `packing` field (and `config.packing`), as the scoring job's manifests do.
 
 An example goes to shard `sha256(example_id) % num_shards`, so the shards' contents do not
 depend on how the input is read or batched. Input files are read as bytes: invalid UTF-8 is
@@ -155,6 +160,9 @@ def write_shards(documents: Iterable[str | bytes], language: str, teacher_name: 
     `extra_counts`: a Counter the document reader fills while `documents` is consumed
     (read_documents' `long_document_cut`); added to the manifest's counters.
 
+    The manifest records `config.packing` (field `packing`, and `config.packing`); with
+    full-sentences packing its `dropped` also lists `segmentation.PACKING_DROP_REASONS`.
+
     Returns:
       The manifest written to `output_dir`/manifest.json.
 
@@ -206,6 +214,9 @@ def write_shards(documents: Iterable[str | bytes], language: str, teacher_name: 
                  written / max(elapsed, 1e-9), utilization)
 
     vocab_sha256 = manifest_lib.sha256_of_tokens(vocab)
+    drop_reasons = tuple(segmentation.DROP_REASONS)
+    if config.packing == segmentation.FULL_SENTENCES:
+        drop_reasons += tuple(segmentation.PACKING_DROP_REASONS)
     manifest = manifest_lib.Manifest(
         seq_length=config.seq_length,
         max_predictions_per_seq=config.max_predictions_per_seq,
@@ -225,7 +236,7 @@ def write_shards(documents: Iterable[str | bytes], language: str, teacher_name: 
             real_tokens=real_tokens, token_utilization=utilization)},
         seed=int(config.seed),
         copies_mode="single",
-        dropped={reason: int(counts[reason]) for reason in segmentation.DROP_REASONS},
+        dropped={reason: int(counts[reason]) for reason in drop_reasons},
         counters={key: int(value)
                   for key, value in sorted((counts + (extra_counts or collections.Counter()))
                                            .items())},
@@ -235,22 +246,35 @@ def write_shards(documents: Iterable[str | bytes], language: str, teacher_name: 
             "random_token_prob": config.random_token_prob,
             "keep_prob": config.keep_prob,
             "short_seq_prob": config.short_seq_prob,
+            "packing": config.packing,
             "num_shards": num_shards,
             "numpy_version": np.__version__,
             **(extra_config or {}),
         },
+        packing=config.packing,
     )
     manifest_lib.write_manifest(manifest, output_dir)
     return manifest
 
 
+def check_packing_flags(packing: str, short_seq_prob: float) -> None:
+    """Raises ValueError naming the flags if --packing and --short_seq_prob do not go
+    together (full-sentences packing fills every sequence: no shorter targets)."""
+    segmentation.check_packing(packing)
+    if packing == segmentation.FULL_SENTENCES and short_seq_prob:
+        raise ValueError(f"--packing={packing} fills every sequence, so --short_seq_prob must "
+                         f"be 0 with it, got --short_seq_prob={short_seq_prob}; drop "
+                         f"--short_seq_prob or use --packing={segmentation.WITHIN_DOCUMENT}")
+
+
 def main(argv):
     del argv
     try:
+        check_packing_flags(FLAGS.packing, FLAGS.short_seq_prob)
         config = MaskingConfig(
             seq_length=FLAGS.seq_length, max_predictions_per_seq=FLAGS.max_predictions_per_seq,
             masked_lm_prob=FLAGS.masked_lm_prob, whole_word_masking=FLAGS.whole_word_masking,
-            seed=FLAGS.seed, short_seq_prob=FLAGS.short_seq_prob)
+            seed=FLAGS.seed, short_seq_prob=FLAGS.short_seq_prob, packing=FLAGS.packing)
         counts = collections.Counter()
         documents = read_documents(FLAGS.input, FLAGS.document_format, counts)
         manifest = write_shards(
@@ -264,8 +288,8 @@ def main(argv):
     entry = manifest.languages[FLAGS.language]
     dropped = {k: v for k, v in manifest.dropped.items() if v}
     print(f"wrote {entry.examples} examples ({entry.masked_tokens} masked tokens, token "
-          f"utilization {entry.token_utilization:.3f}) in {len(entry.shards)} shards to "
-          f"{FLAGS.output_dir}; dropped: {dropped or 'nothing'}")
+          f"utilization {entry.token_utilization:.3f}, packing {manifest.packing}) in "
+          f"{len(entry.shards)} shards to {FLAGS.output_dir}; dropped: {dropped or 'nothing'}")
 
 
 FLAGS = flags.FLAGS
@@ -277,7 +301,13 @@ if __name__ == "__main__":
                       "paragraph a line, a blank line between documents (lines of a document "
                       "are packed into full sequences).")
     flags.DEFINE_float("short_seq_prob", 0.0, "Probability of a shorter target length for a "
-                       "sequence (BERT's short_seq_prob).")
+                       "sequence (BERT's short_seq_prob; must be 0 with "
+                       "--packing=full_sentences).")
+    flags.DEFINE_enum("packing", segmentation.WITHIN_DOCUMENT, segmentation.PACKINGS,
+                      "within_document: BERT's format, a sequence holds one document's text; "
+                      "full_sentences: RoBERTa's, sequences filled across documents in input "
+                      "order, [SEP] between them (needs --short_seq_prob=0). Recorded in the "
+                      "manifest's `packing` (a student trains on it with data.packing the same).")
     flags.DEFINE_string("language", None, "Language code of the input, e.g. en.")
     flags.DEFINE_string("vocab", None, "The teacher's vocab.txt.")
     flags.DEFINE_bool("lower_case", False, "The teacher is uncased.")

@@ -159,6 +159,7 @@ def test_cli_writes_shards_and_manifest_that_match(tmp_path):
     assert manifest.vocab_sha256 == mf.sha256_of_file(vocab_path) == mf.sha256_of_tokens(vocab)
     assert manifest.teachers["bert_en"].lower_case is True
     assert manifest.config["whole_word_masking"] is True
+    assert manifest.packing == manifest.config["packing"] == sg.WITHIN_DOCUMENT  # the default
     assert manifest.counters["documents"] == num_lines
     assert {k: v for k, v in manifest.dropped.items() if v} == {"empty": 1, "all_unknown": 1}
     assert manifest.counters["invalid_utf8"] == 1
@@ -265,3 +266,70 @@ def test_blank_line_documents_are_packed_never_crossed_and_utilization_is_record
     line_manifest = ce.write_shards(ce.read_documents([str(path)], "line"), "en", "t", vocab,
                                     True, config, str(tmp_path / "lines"), 3)
     assert line_manifest.languages["en"].token_utilization < entry.token_utilization - 0.2
+
+
+def cli(args, timeout=300):
+    """Runs the create_examples CLI with `args`; returns the CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", "teacher_scoring.examples.create_examples",
+                           *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT,
+                          timeout=timeout)
+
+
+def test_cli_full_sentences_packing_fills_sequences_across_lines_and_is_recorded(tmp_path):
+    """--packing=full_sentences on the demo text (one line a document): sequences run across
+    lines with [SEP] between two lines' text, nearly all full (all but a word's pieces); the
+    manifest says full_sentences, as the scoring job's do (what data.packing is checked
+    against)."""
+    vocab = trained_vocab("en", 2000, lower_case=True)
+    tokenizer = TeacherTokenizer(vocab, True)
+    output_dir = str(tmp_path / "out")
+    seq_length = 32
+    run = cli(["--input", str(REPO_ROOT / "data" / "corpora" / "demo" / "en.txt"),
+               "--language", "en", "--vocab", write_vocab(tmp_path, vocab), "--lower_case",
+               "--teacher_name", "bert_en", "--seq_length", str(seq_length),
+               "--max_predictions_per_seq", "5", "--packing", "full_sentences",
+               "--output_dir", output_dir, "--num_shards", "2"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "packing full_sentences" in run.stdout
+
+    manifest = mf.read_manifest(output_dir)
+    assert manifest.packing == sg.FULL_SENTENCES
+    assert manifest.config["packing"] == sg.FULL_SENTENCES
+    assert manifest.config["short_seq_prob"] == 0.0
+    assert {"duplicate_document", "not_all_teachers"} <= set(manifest.dropped)
+    entry = manifest.languages["en"]
+    lengths, separators = [], 0
+    for r in read_records(output_dir, manifest).values():
+        mask = r["input_mask"].numpy()
+        lengths += mask.sum(axis=1).tolist()
+        ids = r["input_word_ids"].numpy()
+        for i in range(len(ids)):  # un-mask, then count the [SEP]s inside the sequence
+            k = int(np.sum(r["masked_lm_weights"][i]))
+            ids[i][r["masked_lm_positions"][i][:k].numpy()] = r["masked_lm_ids"][i][:k].numpy()
+            separators += int(np.sum(ids[i][1:int(mask[i].sum()) - 1] == tokenizer.sep_id))
+    lengths = np.array(lengths)
+    assert len(lengths) == entry.examples == manifest.counters["segments"]
+    assert np.mean(lengths == seq_length) > 0.75       # within_document: about 0.2 here
+    assert np.sort(lengths)[1:].min() > seq_length - 12  # full up to a word, but the last
+    assert entry.token_utilization > 0.98
+    assert manifest.counters["cross_document_segments"] > entry.examples / 2
+    assert separators == manifest.counters["document_separators"] > 0
+
+
+def test_cli_refuses_full_sentences_with_short_seq_prob(tmp_path):
+    output_dir = tmp_path / "out"
+    run = cli(["--input", str(REPO_ROOT / "data" / "corpora" / "demo" / "en.txt"),
+               "--language", "en", "--vocab", write_vocab(tmp_path, ["[PAD]", "[UNK]"]),
+               "--teacher_name", "bert_en", "--packing", "full_sentences",
+               "--short_seq_prob", "0.1", "--output_dir", str(output_dir)])
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr
+    assert ("error: --packing=full_sentences fills every sequence, so --short_seq_prob must "
+            "be 0 with it, got --short_seq_prob=0.1") in run.stderr
+    assert not output_dir.exists()  # refused before anything was written
+    # The library refuses the combination too.
+    with pytest.raises(ValueError, match="short_seq_prob must be 0"):
+        MaskingConfig(64, 10, short_seq_prob=0.1, packing=sg.FULL_SENTENCES)
+    ce.check_packing_flags(sg.FULL_SENTENCES, 0.0)
+    ce.check_packing_flags(sg.WITHIN_DOCUMENT, 0.1)
