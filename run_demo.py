@@ -1,18 +1,19 @@
 r"""The whole MergeDistill pipeline on the bundled demo corpora, on a CPU, in a few minutes.
 
-  python run_demo.py [--workspace workspace/demo] [--languages en,de,es] [--restart]
+  python run_demo.py [--workspace workspace/demo] [--languages en,tr,zh] [--restart]
 
 Stages (each runs the project's own command line, printed before it runs):
-  1. corpora    data/corpora/demo/<lang>.txt -> a transfer split and a held-out split
-                (the last 10% of the lines) per language;
-  2. teachers   per language, a WordPiece vocabulary and a small BERT MLM teacher pretrained on
-                the transfer split (python -m student.pretrain_teacher), exported as a
-                Hugging Face folder (and one as a Google-BERT checkpoint);
+  1. corpora    per language, the transfer text (data/corpora/demo/<lang>.txt) and the held-out
+                text (data/corpora/udhr/<lang>.txt: the Universal Declaration of Human Rights, text
+                no teacher was trained on);
+  2. teachers   the teachers the project ships (data/teachers/<lang>: a small BERT masked LM a
+                language, its own WordPiece vocabulary and casing, pretrained once by
+                experiments/train_shipped_teachers.py); their held-out figures are printed;
   3. vocab      the student vocabulary: the union of the teachers' (python -m vocab.build_union);
   4. scoring    the teacher report on a sample (python -m beam_jobs.teacher_report), then
-                the Beam job on DirectRunner: the transfer split tokenized, masked and scored by
+                the Beam job on DirectRunner: the transfer text tokenized, masked and scored by
                 each teacher, top-8 logits in the student's ids (python -m beam_jobs.score_corpora);
-                and again on the held-out split, for the evaluation;
+                and again on the held-out text, for the evaluation;
   5. student    KD + MLM with lambda annealed 1 -> 0 (python student/train.py);
   6. evaluate   held-out masked-token accuracy of each teacher and of the student on the same
                 masked positions, and RDT (python student/evaluate.py);
@@ -27,6 +28,7 @@ evaluation table.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -37,20 +39,17 @@ import unicodedata
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEMO_CORPORA = os.path.join(REPO, "data", "corpora", "demo")
-HELD_OUT_FRACTION = 0.1
-# Per language: lower-cased teacher or not, and the export format of its folder. The teachers
-# differ in casing and in vocabulary on purpose: the student vocabulary is their union.
-TEACHER_SETTINGS = {
-    "en": dict(lower_case=True, format="hf_folder"),
-    "de": dict(lower_case=False, format="google_bert_checkpoint"),
-    "es": dict(lower_case=True, format="hf_folder"),
-    "it": dict(lower_case=False, format="hf_folder"),
-    "fr": dict(lower_case=False, format="hf_folder"),
-    "fi": dict(lower_case=True, format="hf_folder"),
-    "tr": dict(lower_case=False, format="hf_folder"),
-    "zh": dict(lower_case=False, format="hf_folder"),
-    "hi": dict(lower_case=False, format="hf_folder"),
-}
+HELD_OUT_CORPORA = os.path.join(REPO, "data", "corpora", "udhr")
+SHIPPED_TEACHERS = os.path.join(REPO, "data", "teachers")
+
+
+def shipped_languages(teachers_dir: str = SHIPPED_TEACHERS) -> list[str]:
+    """The languages with a shipped teacher (a folder with teacher.json) and demo text."""
+    if not os.path.isdir(teachers_dir):
+        return []
+    return sorted(lang for lang in os.listdir(teachers_dir)
+                  if os.path.exists(os.path.join(teachers_dir, lang, "teacher.json"))
+                  and os.path.exists(os.path.join(DEMO_CORPORA, f"{lang}.txt")))
 
 
 def banner(text: str) -> None:
@@ -84,18 +83,32 @@ def _worth_showing(line: str) -> bool:
     return bool(line.strip()) and not any(token in line for token in noise)
 
 
-def split_corpus(language: str, corpora_dir: str) -> tuple[str, str]:
-    """Writes the transfer / held-out split of a demo corpus; returns the two paths."""
-    lines = [line for line in open(os.path.join(DEMO_CORPORA, f"{language}.txt"),
-                                   encoding="utf-8").read().split("\n") if line.strip()]
-    cut = len(lines) - max(1, int(len(lines) * HELD_OUT_FRACTION))
+def demo_corpus(language: str, corpora_dir: str) -> tuple[str, str]:
+    """Copies a language's transfer text (demo) and held-out text (UDHR) into the workspace;
+    returns the two paths."""
     folder = os.path.join(corpora_dir, language)
     os.makedirs(folder, exist_ok=True)
     paths = os.path.join(folder, "train.txt"), os.path.join(folder, "dev.txt")
-    for path, part in zip(paths, (lines[:cut], lines[cut:])):
+    for path, source in zip(paths, (DEMO_CORPORA, HELD_OUT_CORPORA)):
+        with open(os.path.join(source, f"{language}.txt"), encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
         with open(path, "w", encoding="utf-8") as f:
-            f.write("\n".join(part) + "\n")
+            f.write("\n".join(lines) + "\n")
     return paths
+
+
+def teacher_summary(teacher_dir: str) -> str:
+    """One line on a shipped teacher, from its training_record.json."""
+    path = os.path.join(teacher_dir, "training_record.json")
+    if not os.path.exists(path):
+        return "no training_record.json"
+    with open(path, encoding="utf-8") as f:
+        record = json.load(f)
+    final = record["curve"][-1]
+    return (f"{record['num_layers']} x {record['hidden_size']}, vocab {record['vocab_size']:,} "
+            f"({'uncased' if record['lower_case'] else 'cased'}), {record['steps']:,} steps; "
+            f"held-out masked-token accuracy {100 * final['accuracy']:.1f}% (most frequent "
+            f"token: {100 * record['baseline']['frequent_token_accuracy']:.1f}%)")
 
 
 # Languages written without spaces between words: a character is masked instead of a word.
@@ -172,54 +185,41 @@ def write_scoring_config(path: str, vocab_dir: str, output_dir: str, corpora: di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", default=os.path.join(REPO, "workspace", "demo"))
-    parser.add_argument("--languages", default="en,de,es",
-                        help=f"comma-separated, from {sorted(TEACHER_SETTINGS)}")
-    parser.add_argument("--teacher_steps", type=int, default=1000)
+    parser.add_argument("--languages", default="en,tr,zh",
+                        help="comma-separated languages with a shipped teacher (data/teachers)")
+    parser.add_argument("--teachers_dir", default=SHIPPED_TEACHERS,
+                        help="folder of teachers, one sub-folder a language (LANG/teacher.json)")
     parser.add_argument("--student_steps", type=int, default=1200)
-    parser.add_argument("--teacher_vocab_size", type=int, default=5000)
     parser.add_argument("--restart", action="store_true", help="delete the workspace first")
     args = parser.parse_args()
     languages = [lang.strip() for lang in args.languages.split(",") if lang.strip()]
-    unknown = sorted(set(languages) - set(TEACHER_SETTINGS))
+    available = shipped_languages(args.teachers_dir)
+    unknown = sorted(set(languages) - set(available))
     if unknown or len(languages) < 2:
-        sys.exit(f"--languages: need two or more of {sorted(TEACHER_SETTINGS)}; got {languages}")
+        sys.exit(f"--languages: need two or more of {available} (a teacher in "
+                 f"{args.teachers_dir}/LANG and demo text); got {languages}")
 
     ws = os.path.abspath(args.workspace)
     if args.restart and os.path.exists(ws):
         shutil.rmtree(ws)
     paths = {name: os.path.join(ws, name) for name in (
-        "corpora", "teachers", "teacher_work", "vocab", "scored", "students", "evaluation",
-        "logs", "configs")}
+        "corpora", "vocab", "scored", "students", "evaluation", "logs", "configs")}
     for folder in paths.values():
         os.makedirs(folder, exist_ok=True)
     python = sys.executable
     seq_length, max_predictions, seed = 64, 10, 12345
     start = time.monotonic()
 
-    banner("1/7 corpora: transfer and held-out splits of the bundled demo text")
+    banner("1/7 corpora: the bundled demo text (transfer) and the UDHR (held-out)")
     train, dev = {}, {}
     for lang in languages:
-        train[lang], dev[lang] = split_corpus(lang, paths["corpora"])
+        train[lang], dev[lang] = demo_corpus(lang, paths["corpora"])
         print(f"  {lang}: {train[lang]} / {dev[lang]}")
 
-    banner("2/7 teachers: a WordPiece vocabulary and a small BERT MLM per language")
-    teachers = {}
+    banner("2/7 teachers: the shipped teachers, one small BERT masked LM a language")
+    teachers = {lang: os.path.abspath(os.path.join(args.teachers_dir, lang)) for lang in languages}
     for lang in languages:
-        settings = TEACHER_SETTINGS[lang]
-        teachers[lang] = os.path.join(paths["teachers"], f"teacher_{lang}")
-        if os.path.exists(os.path.join(teachers[lang], "teacher.json")):
-            print(f"  teacher_{lang}: already there ({teachers[lang]})")
-            continue
-        command = [python, "-m", "student.pretrain_teacher", f"--name=teacher_{lang}",
-                   f"--language={lang}", f"--input={train[lang]}",
-                   f"--vocab_size={args.teacher_vocab_size}",
-                   "--lower_case" if settings["lower_case"] else "--nolower_case",
-                   "--config_file=configs/teacher/demo.yaml",
-                   f"--params_override=train.steps={args.teacher_steps}",
-                   f"--work_dir={os.path.join(paths['teacher_work'], lang)}",
-                   f"--output_dir={teachers[lang]}", f"--format={settings['format']}",
-                   f"--seed={seed}", "--overwrite"]
-        run(command, os.path.join(paths["logs"], f"teacher_{lang}.log"))
+        print(f"  teacher_{lang}: {teachers[lang]}: {teacher_summary(teachers[lang])}")
 
     banner("3/7 vocab: the student vocabulary is the union of the teachers' vocabularies")
     if not os.path.exists(os.path.join(paths["vocab"], "vocab.txt")):
@@ -290,7 +290,7 @@ def main() -> None:
     banner(f"done in {time.monotonic() - start:.0f} s; artifacts")
     for label, path in (
             ("corpora (transfer / held-out)", paths["corpora"]),
-            ("teachers (HF / Google-BERT folders)", paths["teachers"]),
+            ("teachers (shipped, Hugging Face folders)", args.teachers_dir),
             ("student vocabulary + maps + report", paths["vocab"]),
             ("scored shards + manifests (transfer)", scored["train"]),
             ("scored shards + manifests (held-out)", scored["dev"]),

@@ -5,22 +5,30 @@ r"""The paper's Table 2 at small scale: Student_dissimilar on en, tr, zh (+ gold
 
 Languages en, tr, zh (three families, as the paper's Student_dissimilar), one monolingual teacher
 each with its own WordPiece vocabulary and casing (en uncased like bert-base-uncased, tr cased
-like BERTurk, zh lower-cased like Google's chinese_L-12_H-768_A-12), trained on that language's
-full train split; and one language with no teacher (de, paper §4.4) in the students' transfer
-data with gold labels only. Each stage is the project's own command line; a finished stage is
-skipped, so an interrupted run resumes (--stages picks stages):
+like BERTurk, zh lower-cased like Google's chinese_L-12_H-768_A-12); and one language with no
+teacher (de, paper §4.4) in the students' transfer data with gold labels only.
 
-  teachers        python -m student.pretrain_teacher, one per language, keeping a checkpoint
-                  every --teacher_steps / --teacher_curve_points steps
-  teacher_curves  python -m teacher_scoring.examples.create_examples (the held-out text in each
+The teachers are the ones the project ships (--teachers shipped, the default: data/teachers/<lang>,
+pretrained once on the full train splits by experiments/train_shipped_teachers.py, whose
+training_record.json holds their held-out curves), so the run's budget goes to the students and
+to fine-tuning. --teachers train pretrains them in the workspace instead (other languages or
+other training text). Each stage is the project's own command line; a finished stage is skipped,
+so an interrupted run resumes (--stages picks stages):
+
+  teachers        shipped: checks each data/teachers/<lang>; train: python -m
+                  student.pretrain_teacher, one per language, keeping a checkpoint every
+                  --teacher_steps / --teacher_curve_points steps
+  teacher_curves  shipped: each teacher's held-out curve from its training_record.json; train:
+                  python -m teacher_scoring.examples.create_examples (the held-out text in each
                   teacher's own vocabulary), python -m student.learning_curve: each teacher's
                   held-out loss / accuracy at every kept checkpoint, the frequent-token and
                   unigram baselines, and whether the loss has flattened (< 2% over the last 20%)
   vocab           python -m vocab.build_union (the student vocabulary: the union)
   scoring         python -m beam_jobs.score_corpora on the students' transfer data (every
-                  --transfer_every-th train line: 10%, the paper's Table 3 disparity; the
-                  gold-only language tokenized by --gold_only_tokenizer's teacher, never scored)
-                  and on the held-out text (`all` copies)
+                  --transfer_every-th train line; the paper's Table 3 disparity is 10%, the
+                  default is all of it, see --transfer_every; the gold-only language tokenized
+                  by --gold_only_tokenizer's teacher, never scored) and on the held-out text
+                  (`all` copies)
   students        student/train.py: `kd` (lambda annealed 1 -> 0), `gold` (lambda = 0: gold
                   labels only, the same data and steps; the paper's SM3 vs SM2) and `wide_kd`
                   (`kd` at --wide_factor times the teachers' width: spare capacity, as the
@@ -65,6 +73,7 @@ from experiments import dissimilar_report  # noqa: E402  pylint: disable=wrong-i
 LOWER_CASE = {"en": True, "tr": False, "zh": True}
 SEED = 12345
 STAGES = ("teachers", "teacher_curves", "vocab", "scoring", "students", "evaluate", "finetune")
+SHIPPED_TEACHERS = os.path.join(REPO, "data", "teachers")
 
 # Default downstream tasks (files under --downstream): table column, type, language, train, dev.
 # The column is the task's name in the results table (Table 2's layout: a column per task, a row
@@ -186,17 +195,27 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "replaces the default tasks)")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help=f"comma-separated subset of {','.join(STAGES)}")
-    parser.add_argument("--teacher_config", default="configs/teacher/demo.yaml")
+    parser.add_argument("--teachers", choices=("shipped", "train"), default="shipped",
+                        help="shipped: the teachers in --teachers_dir (LANG/ folders); train: "
+                             "pretrain them in the workspace from --train_text / the corpora")
+    parser.add_argument("--teachers_dir", default=SHIPPED_TEACHERS,
+                        help="with --teachers shipped: one teacher folder a language, with its "
+                             "training_record.json (experiments/train_shipped_teachers.py)")
+    parser.add_argument("--teacher_config", default="configs/teacher/demo.yaml",
+                        help="with --teachers train: the teachers' training config")
     parser.add_argument("--student_config", default="configs/student/demo.yaml")
-    parser.add_argument("--teacher_steps", type=int, default=10000)
+    parser.add_argument("--teacher_steps", type=int, default=10000,
+                        help="with --teachers train")
     parser.add_argument("--teacher_curve_points", type=int, default=10,
                         help="checkpoints kept along each teacher's run for its held-out curve")
-    parser.add_argument("--student_steps", type=int, default=3000)
+    parser.add_argument("--student_steps", type=int, default=10000)
     parser.add_argument("--wide_factor", type=int, default=2,
                         help="width of the `wide_kd` student relative to the teachers (0: none)")
     parser.add_argument("--teacher_vocab_size", type=int, default=8000)
-    parser.add_argument("--transfer_every", type=int, default=10,
-                        help="the student's transfer data: every N-th train line (10%%)")
+    parser.add_argument("--transfer_every", type=int, default=1,
+                        help="the students' transfer data: every N-th train line (1: all of "
+                             "it; 10: the paper's 10%%, too little at this scale for a 2 x 128 "
+                             "student to carry its teacher, docs/experiments/dissimilar.md)")
     parser.add_argument("--dev_lines", type=int, default=800)
     parser.add_argument("--finetune_seeds", type=int, default=3)
     parser.add_argument("--finetune_max_epochs", type=int, default=40,
@@ -264,10 +283,24 @@ def main(argv=None) -> None:
         print(f"  {lang} ({role}): train {len(lines)} lines, transfer "
               f"{len(lines[::args.transfer_every])}, held-out {len(dev_lines)}")
 
-    teachers = {lang: os.path.join(ws, "teachers", f"teacher_{lang}") for lang in languages}
+    shipped = args.teachers == "shipped"
+    if shipped:
+        teachers = {lang: os.path.abspath(os.path.join(args.teachers_dir, lang))
+                    for lang in languages}
+    else:
+        teachers = {lang: os.path.join(ws, "teachers", f"teacher_{lang}") for lang in languages}
     teacher_work = {lang: os.path.join(ws, "teacher_work", lang) for lang in languages}
     teacher_every = max(1, args.teacher_steps // args.teacher_curve_points)
-    if "teachers" in stages:
+    if "teachers" in stages and shipped:
+        banner(f"teachers: the shipped ones ({args.teachers_dir})")
+        for lang in languages:
+            for name in ("teacher.json", "vocab.txt", dissimilar_report.TRAINING_RECORD):
+                if not os.path.exists(os.path.join(teachers[lang], name)):
+                    sys.exit(f"{teachers[lang]}: no {name}; --teachers_dir needs a teacher "
+                             f"folder a language (experiments/train_shipped_teachers.py), or "
+                             f"use --teachers train")
+            print(f"  teacher_{lang}: {teachers[lang]}")
+    elif "teachers" in stages:
         banner("teachers: one per language on its full train split, its own vocab and casing")
         began = time.monotonic()
         for lang in languages:
@@ -289,7 +322,15 @@ def main(argv=None) -> None:
         clock.finish("teachers", time.monotonic() - began)
     members = {f"teacher_{lang}": (teachers[lang], [lang]) for lang in languages}
 
-    if "teacher_curves" in stages:
+    if "teacher_curves" in stages and shipped:
+        banner("teacher curves: from the shipped teachers' training records")
+        for lang in languages:
+            out = os.path.join(results, "teacher_curves", lang)
+            dissimilar_report.curve_from_training_record(
+                os.path.join(teachers[lang], dissimilar_report.TRAINING_RECORD),
+                os.path.join(out, "curve.json"))
+            print(f"  teacher_{lang}: {os.path.join(out, 'curve.json')}")
+    elif "teacher_curves" in stages:
         banner("teacher curves: held-out loss at every kept checkpoint, baselines, flatness")
         began = time.monotonic()
         for lang in languages:

@@ -39,13 +39,13 @@ import argparse
 import hashlib
 import json
 import os
-import shlex
-import subprocess
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from run_demo import run  # noqa: E402  pylint: disable=wrong-import-position
 
 # Casing per language, as the public teachers of the paper's Student_dissimilar: bert-base-uncased,
 # BERTurk (cased), Google's Chinese BERT (lower-cases).
@@ -73,18 +73,11 @@ def _sha256(path: str) -> str:
 
 
 def _run(command: list[str], log_path: str) -> float:
-    """Runs a command from the repository root, output to log_path; returns its wall seconds."""
-    print("$ " + " ".join(shlex.quote(part) for part in command), flush=True)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    """Runs a command from the repository root (run_demo.run: shown and logged to log_path);
+    returns its wall seconds."""
     began = time.monotonic()
-    with open(log_path, "a", encoding="utf-8") as log:
-        code = subprocess.call(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if code:
-        sys.exit(f"failed (exit {code}); full output in {log_path}")
-    seconds = time.monotonic() - began
-    print(f"  done in {seconds:.0f} s", flush=True)
-    return seconds
+    run(command, log_path)
+    return time.monotonic() - began
 
 
 def _read_json(path: str):

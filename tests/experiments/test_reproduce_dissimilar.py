@@ -40,7 +40,8 @@ def _command(workspace, *extra):
             + [f"--task=name=udpos,type=pos,language={lang},train={path},dev={path}"
                for lang, path in (("en", DATA / "downstream" / "en_ewt-ud-dev.200.conllu"),
                                   ("tr", DATA / "downstream" / "tr_boun-ud-dev.200.conllu"))]
-            + ["--teacher_config=configs/teacher/tiny.yaml", "--teacher_steps=20",
+            + ["--teachers=train", "--teacher_config=configs/teacher/tiny.yaml",
+               "--teacher_steps=20",
                "--teacher_curve_points=4", "--teacher_vocab_size=600",
                f"--student_config={_student_config(workspace.parent)}", "--student_steps=10",
                "--transfer_every=3", "--dev_lines=60", "--finetune_seeds=1",
@@ -147,3 +148,42 @@ def test_refuses_a_missing_text_file_naming_the_flag(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "nope.txt is missing: give --train_text en=FILE" in result.stderr
+
+
+def test_shipped_teachers_give_the_curves_and_the_union(tmp_path):
+    """The default: the shipped teachers, their curves from their training records."""
+    workspace = tmp_path / "dissimilar"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "experiments" / "reproduce_dissimilar.py"),
+         f"--workspace={workspace}", "--languages=en,tr,zh", "--gold_only=",
+         "--stages=teachers,teacher_curves,vocab"]
+        + [f"--train_text={lang}={DATA / 'corpora' / 'demo' / f'{lang}.txt'}"
+           for lang in ("en", "tr", "zh")]
+        + [f"--dev_text={lang}={DATA / 'corpora' / 'udhr' / f'{lang}.txt'}"
+           for lang in ("en", "tr", "zh")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "pretrain_teacher" not in result.stdout
+    for lang in ("en", "tr", "zh"):
+        record = json.loads((DATA / "teachers" / lang / "training_record.json").read_text())
+        curve = json.loads((workspace / "results" / "teacher_curves" / lang /
+                            "curve.json").read_text())
+        assert curve["curve"] == record["curve"]
+        assert curve["flatness"]["to_step"] == record["steps"]
+        assert curve["flatness"]["window"] == 0.2
+    union = (workspace / "vocab" / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    for lang in ("en", "tr", "zh"):
+        vocab = (DATA / "teachers" / lang / "vocab.txt").read_text(encoding="utf-8").split("\n")
+        assert set(vocab) - {""} <= set(union)
+    # A teachers folder without a language's teacher is refused, naming what is missing.
+    missing = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "experiments" / "reproduce_dissimilar.py"),
+         f"--workspace={workspace}", "--languages=en,tr", "--gold_only=",
+         f"--teachers_dir={tmp_path}", "--stages=teachers"]
+        + [f"--train_text={lang}={DATA / 'corpora' / 'demo' / f'{lang}.txt'}"
+           for lang in ("en", "tr")]
+        + [f"--dev_text={lang}={DATA / 'corpora' / 'udhr' / f'{lang}.txt'}"
+           for lang in ("en", "tr")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0
+    assert f"{tmp_path / 'en'}: no teacher.json" in missing.stderr
