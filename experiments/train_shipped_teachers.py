@@ -21,6 +21,10 @@ interrupted run resumes; pretraining itself resumes from its last checkpoint):
              on the held-out examples, and training_record.json beside it: the exact commands,
              steps, wall time, held-out curve, flatness, float16 fidelity and file sizes.
              OUTPUT_DIR/README.md gets the table of every shipped teacher.
+  downstream python -m finetuning.run: every shipped teacher against `scratch` (its random-init
+             copy) and `lookup` on its language's tasks of experiments/reproduce_dissimilar.py
+             (POS en/tr/zh, NER tr/zh; files under --downstream), --finetune_seeds seeds, the
+             learning rates --finetune_learning_rates; its table goes into OUTPUT_DIR/README.md.
 
 Flatness, "would twice the steps help by less than 2%?": the held-out loss at step N is compared
 with the loss at the checkpoint at N/2 of the same run. That checkpoint was taken at a higher
@@ -51,7 +55,7 @@ from run_demo import run  # noqa: E402  pylint: disable=wrong-import-position
 # BERTurk (cased), Google's Chinese BERT (lower-cases).
 LOWER_CASE = {"en": True, "tr": False, "zh": True}
 SEED = 12345
-STAGES = ("pretrain", "curve", "ship")
+STAGES = ("pretrain", "curve", "ship", "downstream")
 RECORD_FILE = "training_record.json"
 PRETRAIN_RECORD = "pretrain_record.json"
 
@@ -165,8 +169,11 @@ def float16_fidelity(fp32_dir: str, fp16_dir: str, heldout_dir: str,
             "top1_agreement": agree / tokens, "max_abs_logit_difference": max_diff}
 
 
-def render_readme(records: dict[str, dict]) -> str:
-    """data/teachers/README.md: what the teachers are, how they were made, the table."""
+def render_readme(records: dict[str, dict], downstream_md: str | None = None,
+                  downstream_command: str | None = None) -> str:
+    """data/teachers/README.md: what the teachers are, how they were made, the table, and the
+    downstream table (finetuning.run's results.md: teacher against `scratch` and `lookup`)
+    when one is given."""
     lines = [
         "# Shipped teachers",
         "",
@@ -211,6 +218,23 @@ def render_readme(records: dict[str, dict]) -> str:
         "relative fall of the held-out loss over the second half of the run: under 2% means that",
         "twice the steps would gain less than 2% (see the script's docstring for why).",
         "",
+    ]
+    if downstream_md:
+        table = []
+        for line in downstream_md.splitlines():
+            if line.startswith("|"):
+                table.append(line)
+            elif table:
+                break
+        warnings = [line for line in downstream_md.splitlines()
+                    if line.startswith("- **warning**")]
+        lines += ["## Downstream: each teacher against `scratch` and `lookup`", "",
+                  f"`{downstream_command}`" if downstream_command else "", "",
+                  *table, "",
+                  "Mean ± standard deviation over seeds. † below `lookup` (the word's most "
+                  "frequent training label); ‡ not above `scratch` (the teacher's shape, random "
+                  "init, the same protocol) by more than the seed spread.", "", *warnings, ""]
+    lines += [
         "## Training text and licences",
         "",
         "Trained on `train/<lang>.txt` of the project's shared corpora (LibreOffice help, MPL-2.0;",
@@ -237,6 +261,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="checkpoints kept along the run for the held-out curve")
     parser.add_argument("--vocab_size", type=int, default=8000)
     parser.add_argument("--heldout_lines", type=int, default=800)
+    parser.add_argument("--downstream", default=os.path.join(REPO, "..", "shared", "downstream"),
+                        help="folder of the downstream tasks' files (the downstream stage)")
+    parser.add_argument("--finetune_seeds", type=int, default=3)
+    parser.add_argument("--finetune_learning_rates", default="1e-3",
+                        help="finetuning.run --learning_rates (auto: the grid by width)")
     parser.add_argument("--stages", default=",".join(STAGES))
     args = parser.parse_args(argv)
     args.language_list = [lang.strip() for lang in args.languages.split(",") if lang.strip()]
@@ -347,13 +376,41 @@ def main(argv=None) -> None:
                   f"second half {100 * record['flatness']['relative_improvement']:.1f}%, "
                   f"float16 top-1 agreement "
                   f"{100 * record['float16']['top1_agreement']:.2f}%", flush=True)
-    if "ship" in args.stage_list:
-        out = os.path.abspath(args.output_dir)
+    out = os.path.abspath(args.output_dir)
+    downstream_dir = os.path.join(work, "downstream")
+    if "downstream" in args.stage_list:
+        from experiments.reproduce_dissimilar import DEFAULT_TASKS  # pylint: disable=import-outside-toplevel
+        tasks = [f"--task=name={name},type={kind},language={lang},"
+                 f"train={os.path.join(os.path.abspath(args.downstream), train_file)},"
+                 f"dev={os.path.join(os.path.abspath(args.downstream), dev_file)}"
+                 for name, kind, lang, train_file, dev_file in DEFAULT_TASKS
+                 if lang in args.language_list]
+        if not tasks:
+            sys.exit(f"downstream: no task for {args.language_list}")
+        command = (["python", "-m", "finetuning.run", f"--output_dir={_relative(downstream_dir)}",
+                    f"--seeds={args.finetune_seeds}",
+                    f"--learning_rates={args.finetune_learning_rates}", "--seq_length=64",
+                    "--max_train_examples=2000", "--max_eval_examples=500"] + tasks
+                   + [f"--teacher={lang}={_relative(os.path.join(out, lang))}"
+                      for lang in args.language_list])
+        print("\n=== downstream: the teachers against scratch and lookup ===", flush=True)
+        _run([python] + command[1:], os.path.join(logs, "downstream.log"))
+        with open(os.path.join(downstream_dir, "command.txt"), "w", encoding="utf-8") as f:
+            f.write(" ".join(command) + "\n")
+    if "ship" in args.stage_list or "downstream" in args.stage_list:
+        results_md = os.path.join(downstream_dir, "results.md")
+        downstream_md = downstream_command = None
+        if os.path.exists(results_md):
+            with open(results_md, encoding="utf-8") as f:
+                downstream_md = f.read()
+        if os.path.exists(os.path.join(downstream_dir, "command.txt")):
+            with open(os.path.join(downstream_dir, "command.txt"), encoding="utf-8") as f:
+                downstream_command = f.read().strip()
         records = {lang: _read_json(os.path.join(out, lang, RECORD_FILE))
                    for lang in sorted(os.listdir(out))
                    if os.path.exists(os.path.join(out, lang, RECORD_FILE))}
         with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
-            f.write(render_readme(records))
+            f.write(render_readme(records, downstream_md, downstream_command))
         print(f"\n{os.path.join(out, 'README.md')}: {len(records)} teachers, "
               f"{sum(r['bytes'] for r in records.values()):,} bytes in all")
 

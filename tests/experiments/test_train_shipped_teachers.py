@@ -29,7 +29,8 @@ def test_pretrains_records_and_ships_a_float16_teacher(tmp_path):
     command = [sys.executable, str(REPO_ROOT / "experiments" / "train_shipped_teachers.py"),
                "--languages=en", f"--corpora={corpora}", f"--work_dir={tmp_path / 'work'}",
                f"--output_dir={out}", "--config_file=configs/teacher/tiny.yaml", "--steps=20",
-               "--curve_points=4", "--vocab_size=800", "--heldout_lines=60"]
+               "--curve_points=4", "--vocab_size=800", "--heldout_lines=60",
+               "--stages=pretrain,curve,ship"]
     first = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
 
@@ -74,3 +75,12 @@ def test_refuses_missing_corpora_and_bad_stages(tmp_path):
     result = subprocess.run([sys.executable, script, "--stages=pretrain,train"],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "--stages: unknown ['train']" in result.stderr
+    corpora = tmp_path / "corpora"
+    for split, source in (("train", DATA / "demo" / "de.txt"), ("dev", DATA / "udhr" / "de.txt")):
+        (corpora / split).mkdir(parents=True)
+        shutil.copy(source, corpora / split / "de.txt")
+    result = subprocess.run([sys.executable, script, "--languages=de", f"--corpora={corpora}",
+                             "--stages=downstream", f"--work_dir={tmp_path / 'w'}",
+                             f"--output_dir={tmp_path / 'o'}"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "downstream: no task for ['de']" in result.stderr
