@@ -189,7 +189,7 @@ def main() -> None:
                         help="comma-separated languages with a shipped teacher (data/teachers)")
     parser.add_argument("--teachers_dir", default=SHIPPED_TEACHERS,
                         help="folder of teachers, one sub-folder a language (LANG/teacher.json)")
-    parser.add_argument("--student_steps", type=int, default=2400)
+    parser.add_argument("--student_steps", type=int, default=1200)
     parser.add_argument("--restart", action="store_true", help="delete the workspace first")
     args = parser.parse_args()
     languages = [lang.strip() for lang in args.languages.split(",") if lang.strip()]

@@ -228,7 +228,11 @@ def render_readme(records: dict[str, dict], downstream_md: str | None = None,
                 break
         warnings = [line for line in downstream_md.splitlines()
                     if line.startswith("- **warning**")]
+        covered = {line.split("|")[1].strip() for line in table[2:]}
+        missing = sorted(set(records) - covered)
         lines += ["## Downstream: each teacher against `scratch` and `lookup`", "",
+                  f"Not measured yet: {', '.join(missing)} (run the downstream stage)." if missing
+                  else "",
                   f"`{downstream_command}`" if downstream_command else "", "",
                   *table, "",
                   "Mean ± standard deviation over seeds. † below `lookup` (the word's most "
