@@ -34,28 +34,6 @@ PAPER_TABLE2_RDT = {"ner": -0.2, "udpos": -1.1}
 PAPER_TABLE5 = {"SM2 (gold)": 75.4, "SM3 (gold+teacher)": 75.3,
                 "SM2_100k (gold, 20%)": 71.6, "SM3_100k (gold+teacher, 20%)": 74.5}
 
-# A shipped teacher's record (experiments/train_shipped_teachers.py), beside its teacher.json.
-TRAINING_RECORD = "training_record.json"
-FLAT_WINDOW, FLAT_THRESHOLD = 0.2, 0.02
-
-
-def curve_from_training_record(record_path: str, output_path: str) -> dict:
-    """Writes a shipped teacher's held-out curve as a student.learning_curve curve.json (the
-    flatness over the last 20% of its steps, as for a teacher trained in the workspace)."""
-    record = _load(record_path)
-    flatness = learning_curve.relative_improvement(record["curve"], FLAT_WINDOW)
-    improvement = flatness["relative_improvement"]
-    curve = {
-        "source": record_path, "model_dir": None, "curve": record["curve"],
-        "baseline": record["baseline"], "total_tokens": record["held_out_tokens"],
-        "flatness": {**flatness, "window": FLAT_WINDOW, "threshold": FLAT_THRESHOLD,
-                     "flat": improvement is not None and improvement < FLAT_THRESHOLD},
-    }
-    os.makedirs(os.path.dirname(output_path), exist_ok=True)
-    with open(output_path, "w", encoding="utf-8") as f:
-        json.dump(curve, f, indent=2)
-    return curve
-
 
 def _load(path: str):
     if not os.path.exists(path):

@@ -67,6 +67,8 @@ sys.path.insert(0, REPO)
 from run_demo import banner, run, write_scoring_config  # noqa: E402  pylint: disable=wrong-import-position
 from experiments.reproduce_similar import read_lines, write_lines  # noqa: E402  pylint: disable=wrong-import-position
 from experiments import dissimilar_report  # noqa: E402  pylint: disable=wrong-import-position
+from experiments.train_shipped_teachers import RECORD_FILE as TRAINING_RECORD  # noqa: E402  pylint: disable=wrong-import-position
+from student import learning_curve  # noqa: E402  pylint: disable=wrong-import-position
 
 # Teacher casing per language (the public teachers': bert-base-uncased, BERTurk cased, Google's
 # Chinese BERT lower-cases); any other language defaults to cased.
@@ -85,6 +87,27 @@ DEFAULT_TASKS = (
     ("ner", "ner", "tr", "ner/tr_news-train.tsv", "ner/tr_news-dev.tsv"),
     ("ner", "ner", "zh", "ner/zh_pku-train.tsv", "ner/zh_pku-dev.tsv"),
 )
+
+FLAT_WINDOW, FLAT_THRESHOLD = 0.2, 0.02
+
+
+def curve_from_training_record(record_path: str, output_path: str) -> dict:
+    """Writes a shipped teacher's held-out curve as a student.learning_curve curve.json (the
+    flatness over the last 20% of its steps, as for a teacher trained in the workspace)."""
+    with open(record_path, encoding="utf-8") as f:
+        record = json.load(f)
+    flatness = learning_curve.relative_improvement(record["curve"], FLAT_WINDOW)
+    improvement = flatness["relative_improvement"]
+    curve = {
+        "source": record_path, "model_dir": None, "curve": record["curve"],
+        "baseline": record["baseline"], "total_tokens": record["held_out_tokens"],
+        "flatness": {**flatness, "window": FLAT_WINDOW, "threshold": FLAT_THRESHOLD,
+                     "flat": improvement is not None and improvement < FLAT_THRESHOLD},
+    }
+    os.makedirs(os.path.dirname(output_path), exist_ok=True)
+    with open(output_path, "w", encoding="utf-8") as f:
+        json.dump(curve, f, indent=2)
+    return curve
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -294,7 +317,7 @@ def main(argv=None) -> None:
     if "teachers" in stages and shipped:
         banner(f"teachers: the shipped ones ({args.teachers_dir})")
         for lang in languages:
-            for name in ("teacher.json", "vocab.txt", dissimilar_report.TRAINING_RECORD):
+            for name in ("teacher.json", "vocab.txt", TRAINING_RECORD):
                 if not os.path.exists(os.path.join(teachers[lang], name)):
                     sys.exit(f"{teachers[lang]}: no {name}; --teachers_dir needs a teacher "
                              f"folder a language (experiments/train_shipped_teachers.py), or "
@@ -326,8 +349,8 @@ def main(argv=None) -> None:
         banner("teacher curves: from the shipped teachers' training records")
         for lang in languages:
             out = os.path.join(results, "teacher_curves", lang)
-            dissimilar_report.curve_from_training_record(
-                os.path.join(teachers[lang], dissimilar_report.TRAINING_RECORD),
+            curve_from_training_record(
+                os.path.join(teachers[lang], TRAINING_RECORD),
                 os.path.join(out, "curve.json"))
             print(f"  teacher_{lang}: {os.path.join(out, 'curve.json')}")
     elif "teacher_curves" in stages:

@@ -61,11 +61,9 @@ PRETRAIN_RECORD = "pretrain_record.json"
 
 
 def _relative(path: str) -> str:
-    """The path relative to the repository when it is inside it (the recorded commands stay
-    valid in any clone), else absolute."""
-    path = os.path.abspath(path)
-    inside = os.path.commonpath([path, REPO]) == REPO
-    return os.path.relpath(path, REPO) if inside else path
+    """The path relative to the repository root, where every command runs (`../shared/...` for
+    the shared corpora beside a clone), so the recorded commands hold in any clone."""
+    return os.path.relpath(os.path.abspath(path), REPO)
 
 
 def _sha256(path: str) -> str:
@@ -181,10 +179,11 @@ def render_readme(records: dict[str, dict], downstream_md: str | None = None,
         "vocabulary and casing, in Hugging Face format (`config.json`, float16 `model.safetensors`,",
         "`vocab.txt`, `tokenizer_config.json`) with the project's `teacher.json`. The demo",
         "(`run_demo.py`) and `experiments/reproduce_dissimilar.py` use them; any loader of the",
-        "project (`python -m teacher_scoring.teachers.loaders data/teachers/en --text ...`) and",
-        "`transformers.BertForMaskedLM.from_pretrained` read them.",
+        "project (`.venv/bin/python -m teacher_scoring.teachers.loaders data/teachers/en",
+        "--text ...`) and `transformers.BertForMaskedLM.from_pretrained` read them.",
         "",
-        "Made by `python experiments/train_shipped_teachers.py` (this table is written by it).",
+        "Made by `.venv/bin/python experiments/train_shipped_teachers.py` (this table is written by",
+        "it; commands run from the repository root).",
         "Every folder's `training_record.json` holds the exact commands, the steps, the wall time,",
         "the held-out curve at every kept checkpoint and the float16 check.",
         "",
@@ -231,9 +230,9 @@ def render_readme(records: dict[str, dict], downstream_md: str | None = None,
         covered = {line.split("|")[1].strip() for line in table[2:]}
         missing = sorted(set(records) - covered)
         lines += ["## Downstream: each teacher against `scratch` and `lookup`", "",
-                  f"Not measured yet: {', '.join(missing)} (run the downstream stage)." if missing
-                  else "",
-                  f"`{downstream_command}`" if downstream_command else "", "",
+                  *([f"Not measured yet: {', '.join(missing)} (run the downstream stage).", ""]
+                    if missing else []),
+                  f"`.venv/bin/{downstream_command}`" if downstream_command else "", "",
                   *table, "",
                   "Mean ± standard deviation over seeds. † below `lookup` (the word's most "
                   "frequent training label); ‡ not above `scratch` (the teacher's shape, random "
@@ -385,8 +384,8 @@ def main(argv=None) -> None:
     if "downstream" in args.stage_list:
         from experiments.reproduce_dissimilar import DEFAULT_TASKS  # pylint: disable=import-outside-toplevel
         tasks = [f"--task=name={name},type={kind},language={lang},"
-                 f"train={os.path.join(os.path.abspath(args.downstream), train_file)},"
-                 f"dev={os.path.join(os.path.abspath(args.downstream), dev_file)}"
+                 f"train={_relative(os.path.join(args.downstream, train_file))},"
+                 f"dev={_relative(os.path.join(args.downstream, dev_file))}"
                  for name, kind, lang, train_file, dev_file in DEFAULT_TASKS
                  if lang in args.language_list]
         if not tasks:

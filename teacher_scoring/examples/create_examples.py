@@ -257,20 +257,9 @@ def write_shards(documents: Iterable[str | bytes], language: str, teacher_name: 
     return manifest
 
 
-def check_packing_flags(packing: str, short_seq_prob: float) -> None:
-    """Raises ValueError naming the flags if --packing and --short_seq_prob do not go
-    together (full-sentences packing fills every sequence: no shorter targets)."""
-    segmentation.check_packing(packing)
-    if packing == segmentation.FULL_SENTENCES and short_seq_prob:
-        raise ValueError(f"--packing={packing} fills every sequence, so --short_seq_prob must "
-                         f"be 0 with it, got --short_seq_prob={short_seq_prob}; drop "
-                         f"--short_seq_prob or use --packing={segmentation.WITHIN_DOCUMENT}")
-
-
 def main(argv):
     del argv
     try:
-        check_packing_flags(FLAGS.packing, FLAGS.short_seq_prob)
         config = MaskingConfig(
             seq_length=FLAGS.seq_length, max_predictions_per_seq=FLAGS.max_predictions_per_seq,
             masked_lm_prob=FLAGS.masked_lm_prob, whole_word_masking=FLAGS.whole_word_masking,
