@@ -13,9 +13,11 @@ parses flags):
   1. `prepare_job`: every check that can fail without data, before the pipeline is built —
      corpus globs match files, the student vocab folder loads, every teacher loads
      (`load_teacher`), is in the student vocab with the very vocabulary it was built from,
-     accepts S tokens, and scores a dummy batch to finite values; the output folder holds no
-     previous run (unless overwrite). A bad teacher fails here, naming the teacher and the
-     problem, before any document is read.
+     accepts S tokens, and scores a dummy batch to finite values (with the workers' scoring
+     function at their batch shape); the output folder holds no previous run (unless
+     overwrite). A bad teacher fails here, naming the teacher and the problem, before any
+     document is read. The teachers and their scoring functions stay in the process
+     (`beam_jobs.loaded_teachers`) until the job ends: workers in it (in_memory) reuse them.
   2. the stale temporary folders of killed runs are removed (`output.remove_stale_temp_dirs`),
      then the pipeline runs, writing into a new temporary folder under output_dir;
   3. the manifests are written from the shard index (counts of what is on disk) and the job's
@@ -35,7 +37,7 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import dead_letter as dl
-from beam_jobs import metrics, output
+from beam_jobs import loaded_teachers, metrics, output
 from beam_jobs.best_copy import SelectBestCopy
 from beam_jobs.build_examples import DROP_REASONS as EXAMPLE_DROP_REASONS
 from beam_jobs.build_examples import NO_MASKED_TOKEN, BuildMaskedExamples, TeacherSpec
@@ -83,17 +85,36 @@ def resolve_config(config: JobConfig) -> JobConfig:
     return job_config.from_dict(data, source=config.source)
 
 
+def _scoring_key(name: str, config: JobConfig) -> loaded_teachers.ScoringKey:
+    """The teacher and scoring function of `name` as the job's workers load them
+    (`TeacherModelHandler.scoring_key` of the handler `build_pipeline` makes)."""
+    entry = config.teachers[name]
+    return loaded_teachers.ScoringKey(
+        loaded_teachers.teacher_key(entry.path, entry.format, name, entry.languages),
+        config.top_k, config.jit_compile, config.compute_dtype)
+
+
+def release_teachers(config: JobConfig) -> None:
+    """Drops the teachers `prepare_job` left in this process for the job's workers
+    (`loaded_teachers`); `run_job` does it when the job ends."""
+    for name in config.teachers:
+        loaded_teachers.release(_scoring_key(name, config).teacher)
+
+
 def _check_teacher(name: str, config: JobConfig, student_vocab) -> tuple[TeacherSpec,
                                                                        manifest_lib.TeacherEntry]:
-    """Loads one teacher and checks it against the job; JobSetupError names it and the problem."""
-    from teacher_scoring.teachers import scoring  # pylint: disable=import-outside-toplevel
-    from teacher_scoring.teachers.loaders import load_teacher  # pylint: disable=import-outside-toplevel
+    """Loads one teacher and checks it against the job; JobSetupError names it and the problem.
 
+    The teacher and its scoring function stay in this process (`loaded_teachers`) for the
+    workers that run in it (in_memory): the test batch is scored with the workers' function
+    (top_k, jit_compile, compute_dtype) at their static shape [inference_batch_size, S], its
+    first row the test row and the others padding (copies of it, as the workers pad), so a
+    worker of this process neither builds the teacher nor traces its function again."""
     entry = config.teachers[name]
     where = f"{config.source}: teachers.{name} ({entry.path})"
+    key = _scoring_key(name, config)
     try:
-        teacher = load_teacher(entry.path, format=entry.format, name=name,
-                               languages=entry.languages)
+        teacher = loaded_teachers.teacher(key.teacher)
     except Exception as error:  # pylint: disable=broad-except
         raise JobSetupError(f"{where}: cannot load the teacher: {error}") from error
     if name not in student_vocab.maps:
@@ -107,8 +128,7 @@ def _check_teacher(name: str, config: JobConfig, student_vocab) -> tuple[Teacher
         raise JobSetupError(f"{where}: accepts at most {teacher.max_sequence_length} tokens but "
                             f"seq_length is {config.seq_length}")
     try:
-        score_fn = scoring.make_score_fn(teacher, top_k=config.top_k,
-                                         compute_dtype=config.compute_dtype)
+        _, score_fn = loaded_teachers.get(key)
         tokenizer = teacher.tokenizer()
         s, p = config.seq_length, config.max_predictions_per_seq
         ids = np.full([1, s], tokenizer.pad_id, np.int32)
@@ -121,16 +141,19 @@ def _check_teacher(name: str, config: JobConfig, student_vocab) -> tuple[Teacher
         gold[0, 0] = tokenizer.unk_id
         weights = np.zeros([1, p], np.float32)
         weights[0, 0] = 1.0
-        out = score_fn({"input_word_ids": ids, "input_mask": mask,
-                        "input_type_ids": np.zeros_like(ids), "masked_lm_positions": positions,
-                        "masked_lm_ids": gold, "masked_lm_weights": weights})
+        test_row = {"input_word_ids": ids, "input_mask": mask,
+                    "input_type_ids": np.zeros_like(ids), "masked_lm_positions": positions,
+                    "masked_lm_ids": gold, "masked_lm_weights": weights}
+        rows = config.inference_batch_size
+        out = score_fn({field: np.repeat(value, rows, axis=0)
+                        for field, value in test_row.items()})
         topk_logits = np.asarray(out["topk_logits"])
-        loss = np.asarray(out["teacher_loss"])
-        if topk_logits.shape != (1, p, config.top_k) or not np.all(np.isfinite(topk_logits)) \
-                or not np.all(np.isfinite(loss)):
+        loss = np.asarray(out["teacher_loss"])[:1]       # row 0, the test row
+        if topk_logits.shape != (rows, p, config.top_k) \
+                or not np.all(np.isfinite(topk_logits[0])) or not np.all(np.isfinite(loss)):
             raise ValueError(f"a test batch gave top-k logits of shape {topk_logits.shape} and "
                              f"loss {loss.tolist()} (expected finite values of shape "
-                             f"{(1, p, config.top_k)})")
+                             f"{(rows, p, config.top_k)})")
     except Exception as error:  # pylint: disable=broad-except
         raise JobSetupError(f"{where}: scoring a test batch failed: {error}") from error
     # A teacher whose logits do not fit the storage dtype would send every copy to the dead
@@ -175,8 +198,12 @@ def prepare_job(config: JobConfig, overwrite: bool = False) -> PreparedJob:
         raise JobSetupError(f"{config.source}: student_vocab {config.student_vocab}: "
                             f"{error}") from error
     specs, entries = {}, {}
-    for name in config.teachers:
-        specs[name], entries[name] = _check_teacher(name, config, student_vocab)
+    try:
+        for name in config.teachers:
+            specs[name], entries[name] = _check_teacher(name, config, student_vocab)
+    except BaseException:
+        release_teachers(config)
+        raise
     return PreparedJob(config=config, student_vocab_sha256=student_vocab.sha256,
                        student_vocab_size=student_vocab.size,
                        maps={name: np.asarray(student_vocab.maps[name])
@@ -336,25 +363,29 @@ def run_job(config: JobConfig, pipeline_args: Sequence[str] = (), overwrite: boo
     if job is None:
         job = prepare_job(config, overwrite)
     config = job.config
-    options = PipelineOptions(default_pipeline_args(pipeline_args))
-    cleanup = output.remove_stale_temp_dirs(config.output_dir)
-    tmp_dir = output.make_temp_dir(config.output_dir)
-    logging.info("scoring job %s → %s (temporary folder %s)", config.source, config.output_dir,
-                 tmp_dir)
     try:
-        pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, job, tmp_dir)
-        result = pipeline.run()
-        _wait(result)
-        counters = metrics.query_counters(result)
-        metrics.log_counters(counters, "scoring job counters")
-        manifests = build_manifests(job, tmp_dir, counters)
-        for language, manifest in manifests.items():
-            manifest_lib.write_manifest(manifest, os.path.join(tmp_dir, language))
-        output.move_into_place(tmp_dir, config.output_dir, config.languages, overwrite)
-    except BaseException:
-        output.remove_tree(tmp_dir)
-        raise
+        options = PipelineOptions(default_pipeline_args(pipeline_args))
+        cleanup = output.remove_stale_temp_dirs(config.output_dir)
+        tmp_dir = output.make_temp_dir(config.output_dir)
+        logging.info("scoring job %s → %s (temporary folder %s)", config.source,
+                     config.output_dir, tmp_dir)
+        try:
+            pipeline = beam.Pipeline(options=options)
+            build_pipeline(pipeline, job, tmp_dir)
+            result = pipeline.run()
+            _wait(result)
+            counters = metrics.query_counters(result)
+            metrics.log_counters(counters, "scoring job counters")
+            manifests = build_manifests(job, tmp_dir, counters)
+            for language, manifest in manifests.items():
+                manifest_lib.write_manifest(manifest, os.path.join(tmp_dir, language))
+            output.move_into_place(tmp_dir, config.output_dir, config.languages, overwrite)
+        except BaseException:
+            output.remove_tree(tmp_dir)
+            raise
+    finally:
+        # The teachers prepare_job left for in-process workers (loaded_teachers).
+        release_teachers(config)
     dead = sum(v for k, v in counters.items() if f"/{metrics.DEAD_LETTER}/" in k)
     for language, manifest in manifests.items():
         entry = manifest.languages[language]

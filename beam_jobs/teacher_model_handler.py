@@ -3,7 +3,9 @@
 `TeacherModelHandler` loads a teacher on the worker (`teacher_scoring.teachers.loaders.load_teacher`,
 the same call the launcher already made to validate it) and scores batches of masked copies with
 `teacher_scoring.teachers.scoring.make_score_fn`: top-k ids and logits per masked slot and the teacher's
-loss, in the teacher's id space.
+loss, in the teacher's id space. A worker in the launcher's process (DirectRunner `in_memory`)
+reuses the launcher's teacher and scoring function, already traced at this batch shape
+(`beam_jobs.loaded_teachers`); a worker elsewhere builds its own.
 
 Static shapes: every call gets exactly `batch_size` rows ([B, S] inputs, [B, P] slots), so the
 tf.function is traced once. A short batch (the end of a bundle) is padded by repeating its last
@@ -31,7 +33,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from beam_jobs import metrics
+from beam_jobs import loaded_teachers, metrics
 from teacher_scoring.records import record_schema
 
 # Counter keys of copies whose scores cannot be written (the manifest's `dropped`).
@@ -117,17 +119,21 @@ class TeacherModelHandler(ModelHandler[record_schema.ScoredExample, PredictionRe
     def teacher_name(self) -> str:
         return self._name
 
-    def load_model(self) -> LoadedTeacher:
-        # Imported here: the launcher process does not need TF models to build the graph.
-        from teacher_scoring.teachers import scoring  # pylint: disable=import-outside-toplevel
-        from teacher_scoring.teachers.loaders import load_teacher  # pylint: disable=import-outside-toplevel
+    @property
+    def scoring_key(self) -> loaded_teachers.ScoringKey:
+        """The teacher and scoring function this handler loads (`loaded_teachers`)."""
+        return loaded_teachers.ScoringKey(
+            loaded_teachers.teacher_key(self._path, self._format, self._name, self._languages),
+            self._top_k, self._jit_compile, self._compute_dtype)
 
-        teacher = load_teacher(self._path, format=self._format, name=self._name,
-                               languages=self._languages)
-        score_fn = scoring.make_score_fn(teacher, top_k=self._top_k,
-                                         jit_compile=self._jit_compile,
-                                         compute_dtype=self._compute_dtype)
-        logging.info("loaded teacher %s from %s (%d tokens, %s)", self._name, self._path,
+    def load_model(self) -> LoadedTeacher:
+        # The launcher's teacher and scoring function when this process holds them (in_memory:
+        # the launcher checked it with this very function and batch shape), else new ones.
+        key = self.scoring_key
+        reused = loaded_teachers.held(key)
+        teacher, score_fn = loaded_teachers.get(key, keep=False)
+        logging.info("%s teacher %s from %s (%d tokens, %s)",
+                     "reusing the launcher's" if reused else "loaded", self._name, self._path,
                      teacher.vocab_size, self._compute_dtype)
         return LoadedTeacher(teacher, score_fn)
 

@@ -62,6 +62,15 @@ def make_teacher(path, fmt, vocab, lower_case, languages, name, hidden=32, layer
     return path
 
 
+@pytest.fixture(autouse=True)
+def _no_teachers_held_across_tests():
+    """A test that prepares a job without running it leaves its teachers in the process
+    (beam_jobs.loaded_teachers), possibly from a monkeypatched loader: drop them."""
+    yield
+    from beam_jobs import loaded_teachers
+    loaded_teachers.clear()
+
+
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory) -> Workspace:
     from vocab.union import StudentVocab

@@ -92,5 +92,49 @@ def test_a_bfloat16_job_records_it_in_the_manifest(workspace, tmp_path):
     assert manifest.config["compute_dtype"] == "bfloat16"
     assert manifest.languages["en"].examples > 0
     assert result.counters["en/en_a/scored"] == manifest.languages["en"].examples
-    # The launcher's check and the worker's scoring function (one static shape each).
-    assert scoring.traces("en_a") - before == 2
+    # One: the in_memory worker reuses the function the launcher's check traced at its shape.
+    assert scoring.traces("en_a") - before == 1
+
+
+@pytest.mark.slow
+def test_an_in_process_job_builds_each_teacher_once_and_traces_it_once(workspace, tmp_path,
+                                                                       monkeypatch):
+    """in_memory: the workers run in the launcher's process and reuse the teacher and scoring
+    function its check built and traced (beam_jobs.loaded_teachers), then the job drops them."""
+    from beam_jobs import loaded_teachers
+    from teacher_scoring.teachers import loaders, scoring
+    real_load = loaders.load_teacher
+    loads = []
+
+    def counted_load(*args, **kwargs):
+        loads.append(kwargs["name"])
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(loaders, "load_teacher", counted_load)
+    config = job_config.from_dict(workspace.config(tmp_path / "out"), source="once.yaml")
+    names = sorted(config.teachers)
+    assert len(names) == 3
+    before = {name: scoring.traces(name) for name in names}
+    job = pipeline.prepare_job(config)
+    assert all(loaded_teachers.held(pipeline._scoring_key(name, job.config)) for name in names)
+    result = pipeline.run_job(job.config, IN_MEMORY, job=job)
+    assert sum(result.counters[f"{lang}/{name}/scored"] for lang in ("en", "de")
+               for name in names if f"{lang}/{name}/scored" in result.counters) > 0
+    assert sorted(loads) == names
+    assert {name: scoring.traces(name) - before[name] for name in names} == \
+        {name: 1 for name in names}
+    assert not any(loaded_teachers.held(pipeline._scoring_key(name, job.config).teacher)
+                   for name in names)
+
+
+def test_a_failed_prepare_job_holds_no_teacher(workspace, tmp_path):
+    from beam_jobs import loaded_teachers
+    data = workspace.config(tmp_path / "out")
+    data["teachers"]["de_a"]["path"] = str(workspace.teachers["en_b"][0])
+    data["teachers"]["de_a"]["format"] = "auto"
+    config = job_config.from_dict(data, source="bad.yaml")
+    with pytest.raises(pipeline.JobSetupError, match=r"teachers\.de_a.*vocabulary sha256"):
+        pipeline.prepare_job(config)
+    resolved = pipeline.resolve_config(config)
+    assert not any(loaded_teachers.held(pipeline._scoring_key(name, resolved).teacher)
+                   for name in config.teachers)

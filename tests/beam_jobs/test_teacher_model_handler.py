@@ -202,3 +202,36 @@ def test_handler_refuses_an_unknown_compute_dtype(bad):
                                          r"'bfloat16'\], got " + repr(bad)):
         TeacherModelHandler("t", "unused", "auto", ["en"], S, P, K, batch_size=B,
                             compute_dtype=bad)
+
+
+def test_load_model_reuses_what_the_process_holds_and_keeps_nothing_itself(workspace,
+                                                                          monkeypatch):
+    """In the launcher's process (in_memory) the worker gets the teacher and scoring function
+    the launcher holds (beam_jobs.loaded_teachers); elsewhere it builds its own, not held."""
+    from beam_jobs import loaded_teachers
+    from teacher_scoring.teachers import loaders
+    path, fmt, langs, _, _ = workspace.teachers["en_a"]
+    handler = TeacherModelHandler("en_a", str(path), fmt, list(langs), S, P, K, batch_size=B,
+                                  jit_compile=True)
+    key = handler.scoring_key
+    assert key == loaded_teachers.ScoringKey(
+        loaded_teachers.TeacherKey(str(path), fmt, "en_a", tuple(langs)), K, True, "float32")
+    real_load = loaders.load_teacher
+    loads = []
+    monkeypatch.setattr(loaders, "load_teacher",
+                        lambda *a, **kw: loads.append(kw["name"]) or real_load(*a, **kw))
+
+    own = handler.load_model()                       # nothing held: builds, keeps nothing
+    assert loads == ["en_a"] and not loaded_teachers.held(key.teacher)
+    teacher, score_fn = loaded_teachers.get(key)     # what the launcher's check holds
+    assert loads == ["en_a", "en_a"] and own.score_fn is not score_fn
+    reused = handler.load_model()
+    assert loads == ["en_a", "en_a"]
+    assert reused.teacher is teacher and reused.score_fn is score_fn
+    # Another jit_compile, top_k or compute_dtype is another function (of the same teacher).
+    other = TeacherModelHandler("en_a", str(path), fmt, list(langs), S, P, K, batch_size=B)
+    plain = other.load_model()
+    assert loads == ["en_a", "en_a"]
+    assert plain.teacher is teacher and plain.score_fn is not score_fn
+    loaded_teachers.release(key.teacher)
+    assert not loaded_teachers.held(key) and not loaded_teachers.held(key.teacher)
