@@ -40,6 +40,12 @@ Resumable: a finished run found in OUT is kept and skipped (if it was made with 
 settings: data files, hyperparameters, model path; otherwise the command stops and says which
 setting differs). `--flagfile FILE` reads the flags from a file (one a line).
 
+`--processes N` runs N worker processes that share OUT: each takes the costliest (task, model)
+left, claiming it in OUT/claims, with cores / N TensorFlow threads (`--threads`); the command
+aggregates once they are done. A 2 x 128 encoder keeps about one core busy, so on 2 cores
+`--processes 2` does two runs at once. A worker that fails stops the command with its last lines;
+rerunning it resumes (claims are cleared, finished runs kept).
+
 --task takes comma-separated key=value pairs:
   name      the task's name: the table's column (use the same name for every language)
   type      pos | ner | classification
@@ -66,7 +72,9 @@ import dataclasses  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from typing import Callable, Sequence  # noqa: E402
 
@@ -427,7 +435,7 @@ def finished_run(path: str, settings: dict) -> dict | None:
 def write_json(path: str, record: dict) -> None:
     """Writes a JSON file atomically (a partial file never looks finished)."""
     tf.io.gfile.makedirs(os.path.dirname(path))
-    temporary = path + ".tmp"
+    temporary = f"{path}.tmp{os.getpid()}"  # one per process: workers may share OUT
     with tf.io.gfile.GFile(temporary, "w") as f:
         f.write(json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     tf.io.gfile.rename(temporary, path, overwrite=True)
@@ -467,6 +475,7 @@ class _Variant:
         self.output_dir = output_dir
         self.grid_path = os.path.join(variant_dir(output_dir, task.spec, model), "grid.json")
         self.grid: tuple[float, ...] | None = protocol.learning_rates
+        self.cost = 0  # a worker's estimate of the work left (run())
         if self.grid is None and tf.io.gfile.exists(self.grid_path):
             self.grid = tuple(_read_json(self.grid_path)["learning_rates"])
 
@@ -506,6 +515,29 @@ class _Variant:
         rate = self.chosen_rate()
         return rate is None or any(self.finished(rate, s) is None for s in self.seeds)
 
+    def remaining_runs(self) -> int:
+        """How many runs are left (the grid's unfinished first-seed runs and the other seeds)."""
+        rate = self.chosen_rate()
+        if rate is None:
+            return (sum(self.finished(r, self.seeds[0]) is None for r in self.grid or (0,))
+                    + len(self.seeds) - 1)
+        return sum(self.finished(rate, s) is None for s in self.seeds)
+
+    def claim(self, claims_dir: str) -> bool:
+        """Takes this variant for the calling process: creates its claim file atomically. False
+        when another process of the same --processes run took it first."""
+        model = self.model
+        path = os.path.join(claims_dir, self.task.spec.name, self.task.spec.language,
+                            f"{model.kind}-{model.name}.claim")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        return True
+
     def records(self) -> list[dict]:
         """The finished runs of the chosen rate (every seed), with the grid's dev scores."""
         rate = self.chosen_rate()
@@ -524,9 +556,13 @@ def run(tasks: Sequence[TaskSpec], teachers: Sequence[ModelSpec],
         seeds: Sequence[int], seq_length: int | None = None, max_train: int | None = None,
         max_eval: int | None = None, log: Callable[[str], None] = print,
         learning_rates: Sequence[float] | None = None, scratch: bool = True,
-        protocol_name: str = protocol_lib.CONVERGE) -> dict:
+        protocol_name: str = protocol_lib.CONVERGE, claims_dir: str | None = None) -> dict | None:
     """Fine-tunes every (task, model, learning rate, seed) not finished yet; writes and returns
     the results.
+
+    With `claims_dir` it is one worker of several processes sharing OUT (`--processes`): it runs
+    only the (task, model) variants it claims there, the costliest first, and neither aggregates
+    nor writes the results (returns None); a final call without `claims_dir` does that.
 
     Args:
       tasks, teachers, students: what to run (see the module docstring).
@@ -540,9 +576,10 @@ def run(tasks: Sequence[TaskSpec], teachers: Sequence[ModelSpec],
       learning_rates: the grid (None: finetuning.protocol.default_grid per encoder).
       scratch: also fine-tune a randomly initialised copy of each teacher (`scratch`).
       protocol_name: `converge`, or `paper_table7` (which sets its own hyperparameters).
+      claims_dir: run as a worker that claims its variants in this folder (see above).
 
     Returns:
-      The results document (also written to OUT/results.json, .md, .png).
+      The results document (also written to OUT/results.json, .md, .png); None for a worker.
     """
     try:
         hparams.validate()
@@ -608,33 +645,58 @@ def run(tasks: Sequence[TaskSpec], teachers: Sequence[ModelSpec],
                                f"{variant.model.label} ({variant.model.path}); lower "
                                "--seq_length")
             variant.resolve_grid(encoder.hidden_size)
+        if claims_dir is not None:  # a worker orders its work by cost: training rows x runs
+            rows = {}
+            for variant in members:
+                key = variant.task.spec.key
+                if key not in rows:
+                    stats = featurize(variant.task, variant.task.train, encoder.tokenizer).stats
+                    rows[key] = stats.get("windows") or stats.get("examples") or 1
+                variant.cost = rows[key] * variant.remaining_runs()
         del encoder
         gc.collect()
 
     # The runs: each encoder loaded once per group, featurized once per task, one traced model
-    # per (encoder, task) for every learning rate, seed and the scratch copy.
-    for members in groups.values():
-        first = members[0]
-        encoder = load_encoder(first.model, first.task.spec.language)
-        log(f"{first.model.label}: {encoder.description}, {first.model.path}")
-        for key in dict.fromkeys(v.task.spec.key for v in members):
-            task = data[key]
+    # per (encoder, task) for every learning rate, seed and the scratch copy. A worker takes the
+    # costliest variants first (training rows, i.e. windows or examples, x runs left), claiming
+    # each.
+    order = [v for members in groups.values() for key in dict.fromkeys(
+        v.task.spec.key for v in members) for v in members if v.task.spec.key == key]
+    if claims_dir is not None:
+        order.sort(key=lambda v: -v.cost)
+    loaded_key = tuner_key = encoder = tuner = feats = None
+    for variant in order:
+        if claims_dir is not None and not variant.claim(claims_dir):
+            continue
+        key = encoder_key(variant)
+        if key != loaded_key:
+            tuner = feats = tuner_key = None
+            tf_keras.backend.clear_session()
+            gc.collect()
+            encoder = load_encoder(variant.model, variant.task.spec.language)
+            loaded_key = key
+            log(f"{variant.model.label}: {encoder.description}, {variant.model.path}")
+        task = variant.task
+        if tuner_key != task.spec.key:
+            tuner = None
+            tf_keras.backend.clear_session()
+            gc.collect()
             feats = {split: featurize(task, examples, encoder.tokenizer)
                      for split, examples in (("train", task.train), ("dev", task.dev),
                                              ("test", task.test)) if examples is not None}
             for split, split_features in feats.items():
-                log(f"[{key}] {first.model.label} {split}: "
+                log(f"[{task.spec.key}] {variant.model.label} {split}: "
                     f"{features_lib.summary(split_features.stats)}")
             tuner = training.FineTuner(
-                lambda: encoder.fresh_encoder(protocol.hparams.dropout), task.spec.type,
+                lambda e=encoder: e.fresh_encoder(protocol.hparams.dropout), task.spec.type,
                 len(task.labels), protocol.hparams)
-            for variant in (v for v in members if v.task.spec.key == key):
-                _run_variant(variant, tuner, feats, encoder.description, log)
-            del tuner
-            tf_keras.backend.clear_session()
-            gc.collect()
-        del encoder
-        gc.collect()
+            tuner_key = task.spec.key
+        _run_variant(variant, tuner, feats, encoder.description, log)
+    del encoder, tuner, feats
+    tf_keras.backend.clear_session()
+    gc.collect()
+    if claims_dir is not None:
+        return None
 
     task_rows, records = [], []
     for spec in tasks:
@@ -741,6 +803,53 @@ flags.DEFINE_integer("max_train_examples", None, "Use only the first N training 
                      "examples of each task (2-core runs).")
 flags.DEFINE_integer("max_eval_examples", None, "Use only the first N dev (and test) "
                      "sentences / examples of each task.")
+flags.DEFINE_integer("processes", 1, "Fine-tune in this many worker processes sharing OUT, each "
+                     "taking the costliest (task, model) left (claimed in OUT/claims); then "
+                     "aggregate. On CPU a small encoder (2 x 128) keeps one core busy, so "
+                     "--processes=<cores> with --threads=1 runs several at once.")
+flags.DEFINE_integer("threads", 0, "TensorFlow intra-op threads per process (0: its default, "
+                     "every core; with --processes > 1 it defaults to cores / processes).")
+flags.DEFINE_integer("worker", None, "Internal: the index of a --processes worker.")
+
+CLAIMS_DIR = "claims"
+
+
+def run_workers(argv: Sequence[str], processes: int, output_dir: str, threads: int) -> None:
+    """Starts `processes` copies of this command as workers sharing OUT (each with --worker=K,
+    claiming variants in OUT/claims, which is cleared first: claims of an interrupted run are
+    stale) and waits for them. Their lines go to the console, prefixed with `[worker K]`.
+
+    Raises:
+      RunError: a worker failed (its exit status and the last lines it printed).
+    """
+    claims = os.path.join(output_dir, CLAIMS_DIR)
+    if tf.io.gfile.exists(claims):
+        tf.io.gfile.rmtree(claims)
+    tf.io.gfile.makedirs(claims)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    children = [subprocess.Popen(
+        [sys.executable, "-m", "finetuning.run", *argv, "--processes=1", f"--worker={k}",
+         f"--threads={threads}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env) for k in range(processes)]
+    tails: list[list[str]] = [[] for _ in children]
+
+    def relay(k: int) -> None:
+        for line in children[k].stdout:
+            print(f"[worker {k}] {line}", end="", flush=True)
+            tails[k] = (tails[k] + [line.rstrip()])[-20:]
+
+    readers = [threading.Thread(target=relay, args=(k,), daemon=True)
+               for k in range(processes)]
+    for reader in readers:
+        reader.start()
+    codes = [child.wait() for child in children]
+    for reader in readers:
+        reader.join()
+    failed = [k for k, code in enumerate(codes) if code != 0]
+    if failed:
+        k = failed[0]
+        raise RunError(f"worker {k} of --processes={processes} exited with status {codes[k]}; "
+                       "its last lines:\n  " + "\n  ".join(tails[k]))
 
 
 def main(argv):
@@ -750,8 +859,19 @@ def main(argv):
     tf.get_logger().setLevel("ERROR")
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
+    if FLAGS.processes < 1:
+        raise app.UsageError(f"--processes {FLAGS.processes}: at least 1")
+    if FLAGS.threads < 0:
+        raise app.UsageError(f"--threads {FLAGS.threads}: 0 (TensorFlow's default) or more")
+    threads = FLAGS.threads or (max(1, (os.cpu_count() or 1) // FLAGS.processes)
+                                if FLAGS.processes > 1 else 0)
+    if threads and FLAGS.processes == 1:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     start = time.monotonic()
     try:
+        if FLAGS.processes > 1:
+            run_workers(sys.argv[1:], FLAGS.processes, FLAGS.output_dir, threads)
         tasks = [parse_task(v) for v in FLAGS.task]
         teachers = [parse_teacher(v) for v in FLAGS.teacher]
         students = [parse_student(v) for v in FLAGS.student]
@@ -769,10 +889,15 @@ def main(argv):
                       list(range(1, FLAGS.seeds + 1)) if FLAGS.seeds > 0 else [],
                       FLAGS.seq_length, FLAGS.max_train_examples, FLAGS.max_eval_examples,
                       log=lambda line: print(line, flush=True), learning_rates=learning_rates,
-                      scratch=FLAGS.scratch, protocol_name=FLAGS.protocol)
+                      scratch=FLAGS.scratch, protocol_name=FLAGS.protocol,
+                      claims_dir=(None if FLAGS.worker is None else
+                                  os.path.join(FLAGS.output_dir, CLAIMS_DIR)))
     except (RunError, data_lib.DataError, encoders_lib.EncoderError, LoaderError,
             TokenizerError) as error:
         sys.exit(f"error: {error}")
+    if results is None:  # a worker: the parent aggregates
+        print(f"worker {FLAGS.worker} done: {time.monotonic() - start:.0f} s")
+        return
     print()
     print(results_lib.to_markdown(results))
     for kind, path in results["paths"].items():

@@ -213,3 +213,71 @@ def test_command_line_ner_classification_and_test_file(tmp_path, teacher_folders
                   "--learning_rates=1e-3,fast",
                   f"--task=name=ner,type=ner,language=tr,train={ner_train},dev={ner_dev}")
     assert "error: --learning_rates '1e-3,fast': 'fast' is not a number" in failed.stderr
+
+
+def test_workers_claim_variants_costliest_first_and_the_final_call_aggregates(
+        tmp_path, teacher_folders, student_export):
+    train, dev = split_bundled(EWT, tmp_path)
+    task = run_lib.parse_task(f"name=pos,type=pos,language=en,train={train},dev={dev}")
+    teachers = [run_lib.parse_teacher(f"en={teacher_folders['en']}")]
+    students = [run_lib.parse_student(f"kd={student_export[0]}")]
+    hparams = training.Hyperparameters(batch_size=8, max_epochs=1, patience=1)
+    out = str(tmp_path / "out")
+    claims = os.path.join(out, run_lib.CLAIMS_DIR)
+    # Another worker has claimed the teacher: this one runs scratch and kd only, writes no
+    # results, and leaves a claim for each variant it took.
+    os.makedirs(os.path.join(claims, "pos", "en"))
+    open(os.path.join(claims, "pos", "en", "teacher-en_tiny.claim"), "w").close()
+    lines = []
+    assert run_lib.run([task], teachers, students, out, hparams, seeds=[1], seq_length=64,
+                       log=lines.append, learning_rates=[1e-3], claims_dir=claims) is None
+    ran = sorted(line.split(" seed 1 ")[0] for line in lines if re.search(r"best dev", line))
+    assert ran == ["[pos/en] scratch en_tiny", "[pos/en] student kd"], lines
+    assert sorted(os.listdir(os.path.join(claims, "pos", "en"))) == [
+        "scratch-en_tiny.claim", "student-kd.claim", "teacher-en_tiny.claim"]
+    assert not os.path.exists(os.path.join(out, "results.json"))
+    # A second worker finds everything claimed: it runs nothing.
+    idle = []
+    run_lib.run([task], teachers, students, out, hparams, seeds=[1], seq_length=64,
+                log=idle.append, learning_rates=[1e-3], claims_dir=claims)
+    assert not any("best dev" in line for line in idle)
+    # The final call runs what is left (the teacher) and aggregates every model.
+    final = []
+    result = run_lib.run([task], teachers, students, out, hparams, seeds=[1], seq_length=64,
+                         log=final.append, learning_rates=[1e-3])
+    assert [line.split(" seed 1 ")[0] for line in final if "best dev" in line] == [
+        "[pos/en] teacher en_tiny"]
+    assert [(m["kind"], m["name"]) for m in result["tasks"][0]["models"]] == [
+        ("lookup", "lookup"), ("scratch", "en_tiny"), ("teacher", "en_tiny"), ("student", "kd")]
+
+
+@pytest.mark.slow
+def test_command_line_processes_share_the_work_and_aggregate(tmp_path, teacher_folders,
+                                                             student_export):
+    train, dev = split_bundled(EWT, tmp_path)
+    out = tmp_path / "out"
+    done = _cli(f"--output_dir={out}", f"--teacher=en={teacher_folders['en']}",
+                f"--student=kd={student_export[0]}", "--seeds=2", "--max_epochs=1",
+                "--learning_rates=1e-3", "--seq_length=32", "--max_train_examples=40",
+                "--max_eval_examples=20", "--processes=2",
+                f"--task=name=pos,type=pos,language=en,train={train},dev={dev}")
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    # Three variants x 2 seeds, each run once, by one of the two workers.
+    runs = re.findall(r"^\[worker (\d)\] \[pos/en\] (\w+ \w+) seed (\d) lr 0.001: best dev",
+                      done.stdout, re.M)
+    assert sorted((name, seed) for _, name, seed in runs) == [
+        (name, seed) for name in ("scratch en_tiny", "student kd", "teacher en_tiny")
+        for seed in "12"]
+    assert {worker for worker, _, _ in runs} == {"0", "1"}
+    assert re.search(r"^\[worker 0\] worker 0 done", done.stdout, re.M)
+    assert "| en | student `kd` |" in done.stdout
+    saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert [m["kind"] for m in saved["tasks"][0]["models"]] == [
+        "lookup", "scratch", "teacher", "student"]
+    # A worker that fails stops the command, naming it.
+    failed = _cli(f"--output_dir={tmp_path / 'bad'}", f"--teacher=en={teacher_folders['en']}",
+                  "--seeds=1", "--processes=2", "--task=name=pos,type=pos,language=en,"
+                  f"train={train},dev={tmp_path / 'missing.conllu'}")
+    assert failed.returncode != 0
+    assert "exited with status 1; its last lines:" in failed.stderr
+    assert "missing.conllu" in failed.stderr
