@@ -159,8 +159,10 @@ def downstream_section(results: str) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     rdt = downstream["rdt"]
     summary = ["RDT per task (mean over languages)", "", "", "", ""] + ["" for _ in students]
-    summary += ["; ".join(f"{task} {rdt[task][s]['average']:+.1f}" for task in rdt
-                          if s in rdt[task]) for s in students]
+    summary += ["; ".join(f"{task} " + ("n/a (a teacher scored 0)"
+                                        if rdt[task][s]["average"] is None
+                                        else f"{rdt[task][s]['average']:+.1f}")
+                          for task in rdt if s in rdt[task]) for s in students]
     summary += ["", "", "; ".join(f"{k} {v:+.1f}" for k, v in PAPER_TABLE2_RDT.items())]
     lines.append("| " + " | ".join(summary) + " |")
     lines += ["", f"Runs stopped by --max_epochs while dev was still improving (not converged): "
@@ -168,6 +170,83 @@ def downstream_section(results: str) -> list[str]:
     lines += [f"- {warning}" for warning in downstream.get("warnings", [])]
     lines += ["", "![downstream](downstream/results.png)", ""]
     return lines
+
+
+# Issue 17's targets: the same-size KD student, the one with spare capacity, and the bounds.
+SAME_SIZE_KD, SPARE_CAPACITY = "kd", "wide_kd"
+KD_RDT_BOUND = {"pos": -3.0, "ner": -5.0}
+SPARE_RDT_BOUND = -1.0
+MLM_RDT_BOUND = -10.0
+
+
+def _margin(model: dict, control: dict) -> tuple[float, float]:
+    """(model − control, two seed standard deviations: 2 × the larger std) in points."""
+    spread = max(model.get("std") or 0.0, control.get("std") or 0.0)
+    return 100 * (model["mean"] - control["mean"]), 200 * spread
+
+
+def targets_section(results: str) -> list[str]:
+    """Every target, its measured value and whether it is met (the distance when it is not):
+    teachers above `lookup` on POS and above `scratch` by more than two seed standard deviations;
+    every student above `scratch` likewise; the same-size `kd` within 3% RDT on POS and 5% on
+    NER; the spare-capacity student within 1% or ahead; masked-LM RDT ≥ −10% per language."""
+    downstream = _load(os.path.join(results, "downstream", "results.json"))
+    evaluation = _load(os.path.join(results, "mlm", "evaluation.json"))
+    if downstream is None and evaluation is None:
+        return []
+    rows = []
+    for task in (downstream or {}).get("tasks", []):
+        models = task["models"]
+        where = f"{task['name']} {task['language']}"
+        lookup = next((m for m in models if m["kind"] == "lookup"), None)
+        scratch = [m for m in models if m["kind"] == "scratch"]
+        teachers = [m for m in models if m["kind"] == "teacher"]
+        for teacher in teachers:
+            if lookup is not None and task["type"] == "pos":
+                gap = 100 * (teacher["mean"] - lookup["mean"])
+                rows.append((where, f"teacher `{teacher['name']}`", "above `lookup`",
+                             f"{gap:+.2f} points", gap > 0))
+            control = next((m for m in scratch if m["name"] == teacher["name"]), None)
+            if control is not None:
+                gap, need = _margin(teacher, control)
+                rows.append((where, f"teacher `{teacher['name']}`",
+                             "above `scratch` by > 2 std", f"{gap:+.2f} (2 std {need:.2f})",
+                             gap > need))
+        best_scratch = max(scratch, key=lambda m: m["mean"], default=None)
+        teacher_mean = (sum(m["mean"] for m in teachers) / len(teachers)) if teachers else None
+        for student in (m for m in models if m["kind"] == "student"):
+            label = f"student `{student['name']}`"
+            if best_scratch is not None:
+                gap, need = _margin(student, best_scratch)
+                rows.append((where, label, "above `scratch` by > 2 std",
+                             f"{gap:+.2f} (2 std {need:.2f})", gap > need))
+            if teacher_mean is None:
+                continue
+            # A teacher that scored 0 leaves RDT undefined: the target is not met.
+            rdt = _rdt(student["mean"], teacher_mean) if teacher_mean else None
+            value = f"{rdt:+.1f}%" if rdt is not None else "n/a (the teacher scored 0)"
+            if student["name"] == SAME_SIZE_KD and task["type"] in KD_RDT_BOUND:
+                bound = KD_RDT_BOUND[task["type"]]
+                rows.append((where, label, f"RDT ≥ {bound:g}%", value,
+                             rdt is not None and rdt >= bound))
+            if student["name"] == SPARE_CAPACITY:
+                rows.append((where, label, f"RDT ≥ {SPARE_RDT_BOUND:g}%", value,
+                             rdt is not None and rdt >= SPARE_RDT_BOUND))
+    for row in (evaluation or {}).get("rows", []):
+        if row.get("teacher") is None:
+            continue
+        for name, student in row["students"].items():
+            if name.endswith("_at_20pct") or student.get("rdt") is None:
+                continue
+            rows.append((f"masked-LM {row['language']}", f"student `{name}`",
+                         f"RDT ≥ {MLM_RDT_BOUND:g}%", f"{student['rdt']:+.1f}%",
+                         student["rdt"] >= MLM_RDT_BOUND))
+    met = sum(ok for *_, ok in rows)
+    return (["## Targets (issue 17): met or missed, with the distance", "",
+             f"{met} of {len(rows)} met.", "",
+             "| where | model | target | measured | met |", "|---|---|---|---:|---|"]
+            + [f"| {where} | {model} | {target} | {value} | {'yes' if ok else '**no**'} |"
+               for where, model, target, value, ok in rows] + [""])
 
 
 def timing_section(results: str) -> list[str]:
@@ -254,7 +333,8 @@ def write_report(results: str) -> str:
     plot_teacher_curves(results, os.path.join(results, "teacher_curves.png"))
     plot_student_curves(results, os.path.join(results, "student_curves.png"))
     lines = ["# reproduce_dissimilar: results", ""]
-    for section in (teacher_section, mlm_section, downstream_section, timing_section):
+    for section in (teacher_section, mlm_section, downstream_section, targets_section,
+                    timing_section):
         lines += section(results)
     path = os.path.join(results, "report.md")
     with open(path, "w", encoding="utf-8") as f:
