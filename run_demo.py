@@ -56,10 +56,12 @@ def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
-def run(command: list[str], log_path: str) -> None:
-    """Runs a stage's command, streaming its output to the console and to log_path."""
-    print("$ " + " ".join(shlex.quote(part) for part in command), flush=True)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+def run(command: list[str], log_path: str, extra_env: dict[str, str] | None = None) -> None:
+    """Runs a stage's command, streaming its output to the console and to log_path (with
+    `extra_env` added to its environment)."""
+    print("$ " + " ".join([f"{k}={v}" for k, v in (extra_env or {}).items()]
+                          + [shlex.quote(part) for part in command]), flush=True)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", **(extra_env or {}))
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     start = time.monotonic()
     with open(log_path, "a", encoding="utf-8") as log:

@@ -32,14 +32,19 @@ so an interrupted run resumes (--stages picks stages):
   students        student/train.py: `kd` (lambda annealed 1 -> 0), `gold` (lambda = 0: gold
                   labels only, the same data and steps; the paper's SM3 vs SM2) and `wide_kd`
                   (`kd` at --wide_factor times the teachers' width: spare capacity, as the
-                  paper's BERT-base students have)
+                  paper's BERT-base students have); --student_processes at a time (a 2 x 128
+                  model keeps about one core busy: two at once do 1.2x the examples/s of one
+                  after the other on 2 cores)
   evaluate        student/evaluate.py: held-out masked-token accuracy / loss of teachers and
                   students on the same masked positions, RDT, at the end and at 20% of the steps
                   (Table 5); the gold-only language's accuracy per student (§4.4);
                   python -m student.learning_curve for every student
   finetune        python -m finetuning.run: POS en (UD EWT), tr (UD IMST), zh (PKU) and NER tr,
                   zh; each language's teacher and every student with the same hyperparameters,
-                  several seeds, RDT per task as in Table 2
+                  several seeds, RDT per task as in Table 2; --finetune_processes runs at once.
+                  The teachers' and scratch runs need no student: they start beside the
+                  students stage at low priority (--finetune_beside_students), on the core
+                  time the students leave, and this stage does what is left
 
 The text and label files are flags, so other splits can be evaluated with the same command:
 --train_text / --dev_text LANG=FILE replace a language's corpora/{train,dev}/LANG.txt, and
@@ -53,9 +58,13 @@ numbers beside); docs/experiments/dissimilar.md is written from them.
 from __future__ import annotations
 
 import argparse
+import atexit
+import concurrent.futures
 import hashlib
 import json
 import os
+import shlex
+import subprocess
 import sys
 import time
 
@@ -150,10 +159,33 @@ class StageClock:
                 self.seconds = json.load(f)
         self._ran: set[str] = set()
 
-    def run(self, stage: str, command: list[str], log_path: str) -> None:
+    def run(self, stage: str, command: list[str], log_path: str,
+            extra_env: dict[str, str] | None = None) -> None:
         """Runs one of the stage's commands (run_demo.run)."""
         self._ran.add(stage)
-        run(command, log_path)
+        run(command, log_path, extra_env)
+
+    def run_all(self, stage: str, jobs: list[tuple[list[str], str]], processes: int) -> None:
+        """Runs the stage's (command, log_path) jobs, `processes` at a time, each with
+        cores / processes TensorFlow threads when more than one runs; stops when one fails."""
+        if processes <= 1 or len(jobs) <= 1:
+            for command, log_path in jobs:
+                self.run(stage, command, log_path)
+            return
+        threads = str(max(1, (os.cpu_count() or 1) // processes))
+        env = {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads}
+        failures = []
+
+        def one(job):
+            try:
+                self.run(stage, job[0], job[1], env)
+            except SystemExit as error:  # run_demo.run's failure, raised in this thread
+                failures.append(str(error))
+
+        with concurrent.futures.ThreadPoolExecutor(processes) as pool:
+            list(pool.map(one, jobs))
+        if failures:
+            sys.exit("; ".join(failures))
 
     def finish(self, stage: str, seconds: float) -> None:
         """Records the stage's wall time if it ran anything (a resumed, finished stage keeps
@@ -164,6 +196,46 @@ class StageClock:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         with open(self.path, "w", encoding="utf-8") as f:
             json.dump(self.seconds, f, indent=2)
+
+
+class BackgroundRun:
+    """A command run beside a stage at low priority (nice 10): the teachers' and scratch
+    fine-tuning beside the students, on the core time the students leave (the last student
+    alone keeps one core busy). finetuning.run keeps each finished run, so `stop` loses at most
+    the run in progress; the finetune stage then does the rest."""
+
+    def __init__(self, command: list[str], log_path: str):
+        self.log_path = log_path
+        print("$ (beside the stage, nice 10) "
+              + " ".join(shlex.quote(part) for part in command), flush=True)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+        self._log = open(log_path, "a", encoding="utf-8")  # pylint: disable=consider-using-with
+        self.process = subprocess.Popen(  # pylint: disable=consider-using-with
+            command, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.nice(10))
+        atexit.register(self.stop)  # never left running when a later stage fails
+
+    def stop(self) -> None:
+        """Ends the command if it still runs; says how many runs it finished."""
+        if self._log.closed:
+            return
+        code = self.process.poll()
+        if code is None:
+            self.process.terminate()
+            try:
+                code = self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                code = self.process.wait()
+            how = "stopped"
+        else:
+            how = f"had ended (exit {code})"
+        self._log.close()
+        with open(self.log_path, encoding="utf-8") as f:
+            finished = sum(": best dev " in line for line in f)
+        print(f"  fine-tuning beside the students {how}: {finished} runs finished there "
+              f"({self.log_path})", flush=True)
 
 
 INPUTS_FILE = "inputs.sha256.json"
@@ -231,7 +303,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="with --teachers train")
     parser.add_argument("--teacher_curve_points", type=int, default=10,
                         help="checkpoints kept along each teacher's run for its held-out curve")
-    parser.add_argument("--student_steps", type=int, default=10000)
+    parser.add_argument("--student_steps", type=int, default=6000,
+                        help="every student's steps (batch 32); 6,000 fits the 150-min budget "
+                             "on 2 cores (docs/experiments/dissimilar.md)")
+    parser.add_argument("--student_processes", type=int, default=2,
+                        help="students trained at once, each with cores / N TensorFlow "
+                             "threads (a 2 x 128 student keeps about one core busy)")
     parser.add_argument("--wide_factor", type=int, default=2,
                         help="width of the `wide_kd` student relative to the teachers (0: none)")
     parser.add_argument("--teacher_vocab_size", type=int, default=8000)
@@ -241,16 +318,23 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "student to carry its teacher, docs/experiments/dissimilar.md)")
     parser.add_argument("--dev_lines", type=int, default=800)
     parser.add_argument("--finetune_seeds", type=int, default=3)
-    parser.add_argument("--finetune_max_epochs", type=int, default=40,
+    parser.add_argument("--finetune_max_epochs", type=int, default=15,
                         help="finetuning.run --max_epochs (runs stop when dev stops improving)")
-    parser.add_argument("--finetune_patience", type=int, default=5)
-    parser.add_argument("--finetune_learning_rates", default="auto",
+    parser.add_argument("--finetune_patience", type=int, default=3)
+    parser.add_argument("--finetune_learning_rates", default="1e-3",
                         help="finetuning.run --learning_rates: the grid each model's rate is "
                              "chosen from on dev (auto: fitted to the encoder's width)")
     parser.add_argument("--finetune_seq_length", type=int, default=64)
-    parser.add_argument("--finetune_max_train", type=int, default=2000,
+    parser.add_argument("--finetune_max_train", type=int, default=500,
                         help="training sentences per task (the same for every model)")
-    parser.add_argument("--finetune_max_eval", type=int, default=500)
+    parser.add_argument("--finetune_max_eval", type=int, default=300)
+    parser.add_argument("--finetune_processes", type=int, default=2,
+                        help="finetuning.run --processes: runs at once, sharing the cores")
+    parser.add_argument("--finetune_beside_students", action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help="start the teachers' and scratch fine-tuning (which needs no "
+                             "student) beside the students stage, at low priority; the "
+                             "finetune stage stops it and does the rest")
     args = parser.parse_args(argv)
     args.stage_list = _languages(args.stages)
     unknown = sorted(set(args.stage_list) - set(STAGES))
@@ -286,7 +370,8 @@ def main(argv=None) -> None:
     student_data = read_config(args.student_config)["data"]
     start = time.monotonic()
 
-    banner("corpora: full train splits (teachers), 10% transfer subsets (students), held-out")
+    banner("corpora: train splits (the students' transfer data: every --transfer_every-th "
+           "line), held-out text")
     train_text = _pairs(args.train_text, "--train_text")
     dev_text = _pairs(args.dev_text, "--dev_text")
     train, transfer, dev = {}, {}, {}
@@ -421,6 +506,27 @@ def main(argv=None) -> None:
                 json.dump(stamp, f, indent=2)
         clock.finish("scoring", time.monotonic() - began)
 
+    # The fine-tuning command (finetune stage: with the students; beside the students stage:
+    # the teachers and their scratch copies, which need no student).
+    downstream = os.path.abspath(args.downstream)
+    tasks = args.task or [
+        f"name={name},type={kind},language={lang},"
+        f"train={os.path.join(downstream, train_file)},"
+        f"dev={os.path.join(downstream, dev_file)}"
+        for name, kind, lang, train_file, dev_file in DEFAULT_TASKS if lang in languages]
+    finetune_command = ([python, "-m", "finetuning.run",
+                         f"--output_dir={os.path.join(results, 'downstream')}",
+                         f"--seeds={args.finetune_seeds}",
+                         f"--max_epochs={args.finetune_max_epochs}",
+                         f"--patience={args.finetune_patience}",
+                         f"--learning_rates={args.finetune_learning_rates}",
+                         f"--seq_length={args.finetune_seq_length}",
+                         f"--max_train_examples={args.finetune_max_train}",
+                         f"--max_eval_examples={args.finetune_max_eval}"]
+                        + [f"--task={task}" for task in tasks]
+                        + [f"--teacher={lang}={teachers[lang]}" for lang in languages])
+    beside = None
+
     checkpoint_every = max(1, args.student_steps // 5)
     kd = "loss.lambda_schedule=linear"
     students = [("kd", kd),
@@ -434,6 +540,7 @@ def main(argv=None) -> None:
         banner("students: the same data and steps; kd (lambda 1 -> 0), gold (lambda 0), "
                "wide_kd (kd, wider)")
         began = time.monotonic()
+        jobs = []
         for name, loss in students:
             if os.path.exists(os.path.join(student_dirs[name], "export", "vocab.txt")):
                 print(f"  {name}: already there")
@@ -449,7 +556,15 @@ def main(argv=None) -> None:
             if gold_only:
                 command.append("--params_override=data.gold_only_languages="
                                f"[{','.join(gold_only)}]")
-            clock.run("students", command, os.path.join(logs, f"student_{name}.log"))
+            jobs.append((command, os.path.join(logs, f"student_{name}.log")))
+        # The wide student first: it costs about twice a same-size one, so with two at a time
+        # both slots finish together (wide_kd | kd then gold).
+        jobs.sort(key=lambda job: "student_wide_kd.log" not in job[1])
+        if jobs and "finetune" in stages and args.finetune_beside_students:
+            beside = BackgroundRun(
+                finetune_command + ["--processes=1", "--threads=1"],
+                os.path.join(logs, f"finetune_{heldout}_beside_students.log"))
+        clock.run_all("students", jobs, args.student_processes)
         clock.finish("students", time.monotonic() - began)
 
     if "evaluate" in stages:
@@ -474,23 +589,9 @@ def main(argv=None) -> None:
     if "finetune" in stages:
         banner("fine-tuning: teacher vs students, the same hyperparameters, several seeds")
         began = time.monotonic()
-        downstream = os.path.abspath(args.downstream)
-        tasks = args.task or [
-            f"name={name},type={kind},language={lang},"
-            f"train={os.path.join(downstream, train_file)},"
-            f"dev={os.path.join(downstream, dev_file)}"
-            for name, kind, lang, train_file, dev_file in DEFAULT_TASKS if lang in languages]
-        command = ([python, "-m", "finetuning.run",
-                    f"--output_dir={os.path.join(results, 'downstream')}",
-                    f"--seeds={args.finetune_seeds}",
-                    f"--max_epochs={args.finetune_max_epochs}",
-                    f"--patience={args.finetune_patience}",
-                    f"--learning_rates={args.finetune_learning_rates}",
-                    f"--seq_length={args.finetune_seq_length}",
-                    f"--max_train_examples={args.finetune_max_train}",
-                    f"--max_eval_examples={args.finetune_max_eval}"]
-                   + [f"--task={task}" for task in tasks]
-                   + [f"--teacher={lang}={teachers[lang]}" for lang in languages]
+        if beside is not None:
+            beside.stop()
+        command = (finetune_command + [f"--processes={args.finetune_processes}"]
                    + [f"--student={name}={student_dirs[name]}/export" for name, _ in students])
         clock.run("finetune", command, os.path.join(logs, f"finetune_{heldout}.log"))
         clock.finish("finetune", time.monotonic() - began)

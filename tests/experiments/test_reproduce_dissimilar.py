@@ -6,12 +6,15 @@ stages, not a measurement).
 """
 
 import json
+import os
+import re
 import subprocess
 import sys
 
 import pytest
 import yaml
 
+from experiments import reproduce_dissimilar
 from tests.conftest import REPO_ROOT
 
 DATA = REPO_ROOT / "data"
@@ -57,6 +60,21 @@ def test_every_stage_runs_on_tiny_settings_and_resumes(tmp_path):
                            timeout=1500)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     results = workspace / "results"
+    # Two students at a time with one TensorFlow thread each (2 cores), the wide one first;
+    # fine-tuning in two worker processes.
+    students = re.findall(r"^\$ TF_NUM_INTRAOP_THREADS=(\d+) TF_NUM_INTEROP_THREADS=\d+ "
+                          r".*student/train\.py.*--model_dir=\S+/students/(\w+) ",
+                          first.stdout, re.M)
+    threads = str(max(1, (os.cpu_count() or 1) // 2))
+    assert students == [(threads, "wide_kd"), (threads, "kd"), (threads, "gold")], students
+    assert "--processes=2" in first.stdout
+    # The teachers' and scratch fine-tuning started beside the students (no student flag), and
+    # the finetune stage ended it before doing the rest.
+    beside = re.search(r"^\$ \(beside the stage, nice 10\) (.*)$", first.stdout, re.M)
+    assert beside and "finetuning.run" in beside.group(1) and "--student" not in beside.group(1)
+    assert re.search(r"fine-tuning beside the students (stopped|had ended \(exit 0\)): \d+ runs "
+                     r"finished there", first.stdout)
+    assert {"[worker 0]", "[worker 1]"} <= set(re.findall(r"\[worker \d\]", first.stdout))
 
     # Teacher curves: a point at every kept checkpoint, the baselines, the flatness verdict.
     for lang in ("en", "tr"):
@@ -187,3 +205,19 @@ def test_shipped_teachers_give_the_curves_and_the_union(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0
     assert f"{tmp_path / 'en'}: no teacher.json" in missing.stderr
+
+
+def test_stage_jobs_run_two_at_a_time_and_a_failure_stops_the_stage(tmp_path):
+    clock = reproduce_dissimilar.StageClock(str(tmp_path / "stage_seconds.json"))
+    script = "import os, sys; print(os.environ['TF_NUM_INTRAOP_THREADS']); sys.exit({})"
+    jobs = [([sys.executable, "-c", script.format(code)], str(tmp_path / f"job{code}.log"))
+            for code in (0, 3)]
+    with pytest.raises(SystemExit, match=r"stage failed \(exit 3\); full output in .*job3\.log"):
+        clock.run_all("students", jobs, processes=2)
+    threads = str(max(1, (os.cpu_count() or 1) // 2))
+    assert (tmp_path / "job0.log").read_text().strip() == threads
+    # One at a time: TensorFlow's own thread count (no variable set).
+    quiet = [([sys.executable, "-c", "import os; print(os.environ.get('TF_NUM_INTRAOP_THREADS'))"],
+              str(tmp_path / "one.log"))]
+    clock.run_all("students", quiet, processes=2)
+    assert (tmp_path / "one.log").read_text().strip() == "None"
