@@ -18,6 +18,7 @@ Example (configs/scoring/demo.yaml has a complete one):
     short_seq_prob: 0.1                     # optional (0): BERT's short_seq_prob
     compute_dtype: float32                  # optional: float32 (default) | bfloat16 (teachers)
     packing: within_document                # optional: within_document (default) | full_sentences
+    canonical_batches: true                 # optional (true): inference batches from the data alone
     languages:
       en: {corpus: ["workspace/corpora/en/*.txt"], num_shards: 16}
       de: {corpus: ["workspace/corpora/de/*.txt"], num_shards: 8}
@@ -126,6 +127,12 @@ class JobConfig:
     # `full_sentences` (RoBERTa's: sequences filled across documents, a separator between them;
     # teacher_scoring.examples.segmentation.pack_documents). Recorded in the manifest.
     packing: str = "within_document"
+    # Form each teacher's inference batches from the data alone (ScoreWithTeachers: copies
+    # grouped by (language, output shard), sorted by example id, cut into batches of
+    # inference_batch_size), so that the scores, hence the shard bytes, do not depend on how
+    # the runner bundles; `false`: RunInference batches each bundle's copies as they come
+    # (no shuffle before scoring; bytes reproducible on one runner and bundling only).
+    canonical_batches: bool = True
     source: str = ""
 
     @property
@@ -195,10 +202,11 @@ _TOP_LEVEL = {
     "teachers": "map", "document_batch_size": "int", "jit_compile": "bool",
     "compute_dtype": "str",
     "document_format": "str", "short_seq_prob": "float", "packing": "str",
+    "canonical_batches": "bool",
 }
 _OPTIONAL = {"document_batch_size", "jit_compile", "compute_dtype", "document_format",
              "short_seq_prob",
-             "packing"}
+             "packing", "canonical_batches"}
 
 
 def _fail(source: str, key: str, message: str):

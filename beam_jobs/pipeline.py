@@ -231,8 +231,12 @@ def build_pipeline(pipeline: beam.Pipeline, job: PreparedJob, tmp_dir: str) -> N
             jit_compile=config.jit_compile, logits_dtype=config.logits_dtype,
             compute_dtype=config.compute_dtype)
         for name, t in config.teachers.items()}
+    # Canonical batches: a teacher's copies batched by (language, output shard), from the data
+    # alone (score.ScoreWithTeachers), so that the bytes do not depend on the runner's bundles.
+    canonical = ({lang: e.num_shards for lang, e in config.languages.items()}
+                 if config.canonical_batches else None)
     scored = (examples | "FlattenExamples" >> beam.Flatten()
-              | "ScoreWithTeachers" >> ScoreWithTeachers(handlers))
+              | "ScoreWithTeachers" >> ScoreWithTeachers(handlers, canonical))
     letters.append(scored[dl.DEAD_LETTER])
     to_map = scored[SCORED]
     if gold_only_examples:

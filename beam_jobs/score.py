@@ -9,6 +9,21 @@ half-batches, while a per-teacher RunInference always batches one teacher's copi
 `inference_batch_size` rows, only a bundle's last batch padded). It also gives each teacher its
 own step, metrics namespace and model in the Dataflow UI.
 
+Canonical batches (job config `canonical_batches`, on by default): which copies share a batch,
+and at which row, is then decided by the data alone, not by the runner's bundling. A teacher's
+copies are keyed by (language, output shard) — the writer's `sha256(example_id) mod
+num_shards`, so a group is at most one shard's copies of one teacher, held in a worker's memory
+while it is sorted (≈ 7 KB a copy at S = 512) — grouped (a GroupByKey: a shuffle on
+Dataflow), each group sorted by (example id, a digest of the copy's content), and cut into
+batches of exactly `inference_batch_size` copies (a group's last batch padded as usual); a
+Reshuffle spreads the batches over the workers again, and RunInference scores each as it is
+(`TeacherModelHandler.with_no_batching()`: the same handler, model loading and counters). Why:
+a teacher's outputs for a row can depend, in the last bits, on the other rows of its batch
+(docs/scoring_job.md, "Canonical batches": 7 of 469 records apart between the DirectRunner and
+Dask for a hidden-128 teacher at S 128); with the batches fixed by the data, the shards are the
+same bytes on every runner and bundling. Without it, RunInference batches each bundle's copies
+as they arrive (no shuffle before scoring).
+
 Output: the scored copies (teacher id space, teacher fields filled, and `teacher_word_loss`, the
 loss per masked word that `best` compares: `loss_per_word`), and dead letters for copies the
 handler could not score (`ScoringFailure`) or batches RunInference itself failed on.
@@ -17,14 +32,18 @@ handler could not score (`ScoringFailure`) or batches RunInference itself failed
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+import hashlib
+from typing import Mapping, Optional
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.ml.inference.base import RunInference
 
 from beam_jobs import dead_letter as dl
 from beam_jobs import metrics
 from beam_jobs.teacher_model_handler import ScoringFailure, TeacherModelHandler
+from teacher_scoring.examples.create_examples import example_hash
+from teacher_scoring.records import record_schema
 
 SCORED = "scored"
 
@@ -91,17 +110,62 @@ def _failed_batch_letters(element, teacher: str):
         yield dl.dead_letter(dl.SCORE, example.language, teacher, reason, example)
 
 
+# The fields that make a copy what its teacher scores (teacher space), in a fixed order.
+_CONTENT_FIELDS = ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions",
+                   "masked_lm_ids", "masked_lm_weights")
+
+
+def canonical_group(example: record_schema.ScoredExample,
+                    num_shards: Mapping[str, int]) -> tuple[str, int]:
+    """The canonical-batching group of a copy: (language, the output shard of its example id),
+    the writer's `records.shard_of`."""
+    return example.language, example_hash(example.example_id) % num_shards.get(
+        example.language, 1)
+
+
+def canonical_order(example: record_schema.ScoredExample) -> tuple:
+    """The order of a group's copies: example id, then a digest of the copy's content (copies
+    of a repeated document share an id; the digest orders them whatever the input order, and
+    identical copies are interchangeable)."""
+    digest = hashlib.sha256()
+    for field in _CONTENT_FIELDS:
+        digest.update(np.ascontiguousarray(getattr(example, field)).tobytes())
+    return example.language, example.example_id, digest.digest()
+
+
+def _keyed_by_group(example, num_shards):
+    return canonical_group(example, num_shards), example
+
+
+class _CutBatchesFn(beam.DoFn):
+    """(group, copies) → the group's copies in `canonical_order`, in lists of `batch_size`
+    (the last one shorter; the handler pads it)."""
+
+    def __init__(self, batch_size: int):
+        self._batch_size = batch_size
+
+    def process(self, element):
+        _, copies = element
+        ordered = sorted(copies, key=canonical_order)
+        for start in range(0, len(ordered), self._batch_size):
+            yield ordered[start:start + self._batch_size]
+
+
 class ScoreWithTeachers(beam.PTransform):
     """PCollection[ScoredExample] (all teachers, teacher space) → tagged outputs
     `scored` (copies with teacher outputs) and `dead_letter`.
 
     Args:
       handlers: teacher name → its TeacherModelHandler.
+      canonical_batches: language → its output shard count, to form the batches from the
+        data alone (module docstring); None: RunInference batches each bundle's copies.
     """
 
-    def __init__(self, handlers: Mapping[str, TeacherModelHandler]):
+    def __init__(self, handlers: Mapping[str, TeacherModelHandler],
+                 canonical_batches: Optional[Mapping[str, int]] = None):
         super().__init__()
         self._handlers = dict(handlers)
+        self._canonical = None if canonical_batches is None else dict(canonical_batches)
 
     def expand(self, examples):
         names = list(self._handlers)
@@ -110,9 +174,19 @@ class ScoreWithTeachers(beam.PTransform):
             lambda e, _: index[e.teacher], len(names))
         scored, letters = [], []
         for name, copies in zip(names, per_teacher):
+            handler = self._handlers[name]
+            if self._canonical is not None:
+                copies = (copies
+                          | f"KeyByGroup[{name}]" >> beam.Map(_keyed_by_group,
+                                                              self._canonical)
+                          | f"GroupForBatches[{name}]" >> beam.GroupByKey()
+                          | f"CutBatches[{name}]" >> beam.ParDo(
+                              _CutBatchesFn(handler.batch_size))
+                          | f"SpreadBatches[{name}]" >> beam.Reshuffle())
+                handler = handler.with_no_batching()
             results, dlq = (copies
                             | f"RunInference[{name}]" >> RunInference(
-                                self._handlers[name]).with_exception_handling())
+                                handler).with_exception_handling())
             attached = results | f"AttachScores[{name}]" >> beam.ParDo(
                 _AttachScoresFn(name)).with_outputs(dl.DEAD_LETTER, main=SCORED)
             scored.append(attached[SCORED])

@@ -10,8 +10,11 @@ reuses the launcher's teacher and scoring function, already traced at this batch
 Static shapes: every call gets exactly `batch_size` rows ([B, S] inputs, [B, P] slots), so the
 tf.function is traced once. A short batch (the end of a bundle) is padded by repeating its last
 row; the padded rows' outputs are thrown away (counted as `job/<teacher>/padded_rows`). A row's
-outputs do not depend on the other rows of its batch (checked by the determinism test), so the
-results do not depend on how the runner batches.
+outputs do not depend on the other rows of its batch for the tested tiny teachers (the
+determinism test), but they can in the last bits for larger ones (docs/scoring_job.md,
+"Canonical batches"); the job therefore forms the batches from the data by default
+(`canonical_batches`, `score.ScoreWithTeachers`), and hands them to RunInference through
+`with_no_batching()`, which scores each given list of copies as one batch.
 
 Failures are isolated to the record: a copy that does not fit the shapes or the teacher's
 vocabulary is not scored, and if a whole batch raises it is retried one copy at a time; every
@@ -118,6 +121,12 @@ class TeacherModelHandler(ModelHandler[record_schema.ScoredExample, PredictionRe
     @property
     def teacher_name(self) -> str:
         return self._name
+
+    @property
+    def batch_size(self) -> int:
+        """Rows per teacher call (RunInference's batches, or the canonical batches of
+        `score.ScoreWithTeachers` given to `with_no_batching()`)."""
+        return self._batch_size
 
     @property
     def scoring_key(self) -> loaded_teachers.ScoringKey:

@@ -49,6 +49,7 @@ def test_valid_config_loads(tmp_path):
     assert config.shard_spec.logits_dtype == "float16"
     assert config.document_batch_size == 64 and config.jit_compile is True
     assert config.document_format == "line" and config.short_seq_prob == 0.0
+    assert config.canonical_batches is True      # the default (docs/scoring_job.md)
     # Round trip through to_dict (what the manifest records).
     again = job_config.from_dict(config.to_dict(), source="again")
     assert again.to_dict() == config.to_dict()
@@ -75,6 +76,8 @@ def test_overrides_revalidate(tmp_path):
     (lambda d: d.update(document_format="sentences"), "document_format", "sentences"),
     (lambda d: d.update(short_seq_prob=1.2), "short_seq_prob", r"\[0, 1\]"),
     (lambda d: d.update(short_seq_prob="often"), "short_seq_prob", "must be a number"),
+    (lambda d: d.update(canonical_batches="yes"), "canonical_batches", "true or false, got 'yes'"),
+    (lambda d: d.update(canonical_batches=1), "canonical_batches", "true or false, got 1"),
     (lambda d: d["languages"]["en"].update(shards=3), "languages.en.shards", "unknown key"),
     (lambda d: d["languages"]["en"].update(num_shards=0), "languages.en.num_shards", "> 0"),
     (lambda d: d["languages"]["en"].update(corpus=[]), "languages.en.corpus", "non-empty"),
@@ -98,6 +101,16 @@ def test_errors_name_file_key_and_value(tmp_path, mutate, key, message):
     assert text.startswith(path + ": "), text
     assert f": {key}: " in text, text
     assert __import__("re").search(message, text), text
+
+
+def test_canonical_batches_is_read_and_recorded(tmp_path):
+    data = _valid()
+    data["canonical_batches"] = False
+    config = load_job_config(_write(tmp_path, data))
+    assert config.canonical_batches is False
+    assert config.to_dict()["canonical_batches"] is False     # the manifest's `config`
+    assert job_config.from_dict(config.to_dict(), "again").canonical_batches is False
+    assert config.replace(canonical_batches=True).canonical_batches is True
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

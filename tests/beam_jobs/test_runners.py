@@ -8,7 +8,13 @@ config (tests/beam_jobs/conftest: two English teachers in `best` mode, one Germa
 * Dask (`--runner DaskRunner`, `beam_jobs.dask_runner`) on a `distributed.LocalCluster` of 2
   worker processes, addressed with `--dask_client_address`.
 
-Both must write byte-identical shards and the same manifests (counters included)."""
+Both must write byte-identical shards and the same manifests (counters included).
+
+Canonical batches (`canonical_batches`, on by default): the tiny teachers give the same bytes
+with the option off; a hidden-128 teacher at S 128 (shaped as bench/bench_runners.py's, whose
+Dask run gave 7 of 576 records 1 ulp apart without the option) gives the same bytes on the
+DirectRunner and on Dask with `--dask_npartitions=4` with it (docs/scoring_job.md, "Bytes differ
+when the batches differ")."""
 
 import os
 import pathlib
@@ -162,3 +168,116 @@ def test_dask_runner_on_two_worker_processes_writes_the_same_bytes(workspace, di
     assert len(bundles) == 2
     assert all(sum(steps.values()) > 0 for steps in bundles.values()), bundles
     assert any("RunInference" in step for steps in bundles.values() for step in steps)
+
+
+def test_canonical_batches_off_gives_the_same_bytes_for_the_tiny_teachers(workspace, direct_run,
+                                                                          tmp_path):
+    """The tiny teachers' rows do not depend on their batch: RunInference's own batching
+    (`canonical_batches: false`) writes the bytes the canonical batches wrote."""
+    out = tmp_path / "off"
+    config = job_config.from_dict(workspace.config(out, canonical_batches=False),
+                                  source="test-config")
+    assert job_config.from_dict(workspace.config(out), source="x").canonical_batches
+    result = pipeline.run_job(config, ["--runner=DirectRunner", "--direct_running_mode=in_memory"])
+    assert result.dead_letters == 0
+    reference, other = _shard_bytes(direct_run), _shard_bytes(out)
+    assert sorted(reference) == sorted(other) and reference == other
+    for language, manifest in _manifests(direct_run).items():
+        theirs = _manifests(out)[language]
+        assert theirs.languages == manifest.languages, language
+        assert theirs.dropped == manifest.dropped, language
+        assert manifest.config["canonical_batches"] is True
+        assert theirs.config["canonical_batches"] is False
+        # Only the batching differs: RunInference's batches here, the canonical ones there.
+        differ = {k for k in manifest.counters if theirs.counters.get(k) != manifest.counters[k]}
+        assert differ <= {k for k in manifest.counters if k.startswith("job/")}, differ
+
+
+# The teacher of bench/bench_runners.py (a random BERT of 2 layers, hidden 128, 2 heads,
+# intermediate 512, initializer_range 0.5; S 128, P 20, k 8, batches of 64) over the shipped
+# English teacher's vocabulary (fixed: a WordPiece vocabulary trained here differs from process
+# to process), on the first 200 KB of the English demo text in BERT's format (8 paragraphs a
+# document). Without canonical batches its Dask run (--dask_npartitions=4) differs from the
+# DirectRunner's in the last bit of a few records (docs/scoring_job.md, "Canonical batches");
+# the shipped teachers (S <= 64) did not show it.
+H128_CORPUS_BYTES = 200_000
+H128_SEQ, H128_PREDICTIONS = 128, 20
+
+
+def make_h128_workspace(root: pathlib.Path) -> dict:
+    """Corpus, teacher and student vocab of the hidden-128 check; returns a job config dict
+    (output_dir to be set)."""
+    import tensorflow as tf
+
+    from teacher_scoring.teachers import export
+    from teacher_scoring.teachers.loaders import bert_mlm, load_teacher
+    from tests.conftest import REPO_ROOT, demo_lines
+    from vocab.union import StudentVocab
+
+    lines, size = [], 0
+    for line in demo_lines("en"):
+        if size >= H128_CORPUS_BYTES:
+            break
+        lines.append(line)
+        size += len(line.encode("utf-8")) + 1
+    documents = ["\n".join(lines[i:i + 8]) for i in range(0, len(lines), 8)]
+    corpus = root / "en.txt"
+    corpus.parent.mkdir(parents=True, exist_ok=True)
+    corpus.write_text("\n\n".join(documents) + "\n", encoding="utf-8")
+    shipped = load_teacher(str(REPO_ROOT / "data" / "teachers" / "en"), format="hf_folder")
+    vocab = list(shipped.vocab)
+    tf.keras.utils.set_random_seed(0)
+    model = bert_mlm.build_bert_mlm(bert_mlm.BertMLMConfig(
+        vocab_size=len(vocab), hidden_size=128, num_layers=2, num_attention_heads=2,
+        intermediate_size=512, max_position_embeddings=H128_SEQ, initializer_range=0.5))
+    teacher = root / "teachers" / "h128"
+    export.export_hf_folder(model.encoder_network, model.masked_lm, vocab, str(teacher),
+                            lower_case=shipped.lower_case, languages=["en"], name="h128")
+    StudentVocab.build({"h128": vocab}).save(str(root / "vocab"))
+    return {
+        "student_vocab": str(root / "vocab"), "output_dir": "unset",
+        "seq_length": H128_SEQ, "max_predictions_per_seq": H128_PREDICTIONS, "top_k": 8,
+        "masked_lm_prob": 0.15, "whole_word_masking": True, "seed": 12345,
+        "logits_dtype": "float32", "compression": "GZIP", "copies_mode": "best",
+        "inference_batch_size": 64, "document_format": "blank_line",
+        "languages": {"en": {"corpus": [str(corpus)], "num_shards": 2}},
+        "teachers": {"h128": {"format": "hf_folder", "path": str(teacher),
+                              "languages": ["en"]}},
+    }
+
+
+def test_canonical_batches_give_the_same_bytes_on_dask_for_a_hidden_128_teacher(
+        tmp_path, dask_cluster, monkeypatch):
+    from beam_jobs import dask_runner
+
+    cluster, client = dask_cluster
+    monkeypatch.setattr(pipeline._wait, "__defaults__", (1.0,))
+    data = make_h128_workspace(tmp_path / "ws")
+    assert "canonical_batches" not in data           # the default: on
+    runs = {}
+    for runner, args in (("direct", ["--runner=DirectRunner",
+                                      "--direct_running_mode=in_memory"]),
+                         ("dask", ["--runner=DaskRunner",
+                                   f"--dask_client_address={cluster.scheduler_address}",
+                                   "--dask_npartitions=4"])):
+        out = tmp_path / runner
+        config = job_config.from_dict({**data, "output_dir": str(out)}, source="h128-config")
+        runs[runner] = pipeline.run_job(config, args)
+        assert runs[runner].dead_letters == 0
+    direct, dask = _shard_bytes(tmp_path / "direct"), _shard_bytes(tmp_path / "dask")
+    assert sorted(direct) == sorted(dask) == ["en/en-00000-of-00002.tfrecord.gz",
+                                              "en/en-00001-of-00002.tfrecord.gz"]
+    for name, data_bytes in direct.items():
+        assert dask[name] == data_bytes, f"{name}: Dask wrote different bytes"
+    manifests = {runner: manifest_lib.read_manifest(str(tmp_path / runner / "en"))
+                 for runner in runs}
+    assert manifests["direct"].languages == manifests["dask"].languages
+    # The batches too are the same: counted by the data, not by the bundles.
+    assert manifests["direct"].counters == manifests["dask"].counters
+    assert manifests["direct"].languages["en"].examples >= 300
+    # Dask did cut the work differently: the corpus was read in several bundles (4; Dask may
+    # run a partition's task more than once), on both workers.
+    bundles = client.run(dask_runner.bundles_run)
+    assert len(bundles) == 2, bundles
+    assert all(steps.get("ReadCorpus[en]/CountLines", 0) > 0 for steps in bundles.values())
+    assert sum(steps["ReadCorpus[en]/CountLines"] for steps in bundles.values()) >= 4, bundles

@@ -235,3 +235,67 @@ def test_load_model_reuses_what_the_process_holds_and_keeps_nothing_itself(works
     assert plain.teacher is teacher and plain.score_fn is not score_fn
     loaded_teachers.release(key.teacher)
     assert not loaded_teachers.held(key) and not loaded_teachers.held(key.teacher)
+
+
+def test_canonical_batches_are_cut_from_the_data_alone(handler_and_model):
+    """`canonical_batches`: a group's copies are sorted by (example id, content) and cut into
+    lists of B, whatever order they arrive in (a repeated copy included); the group is the
+    writer's shard of the example id."""
+    from beam_jobs.score import _CutBatchesFn, canonical_group
+    from teacher_scoring.examples.create_examples import shard_index
+    handler, model = handler_and_model
+    examples = _examples(model.teacher.tokenizer(), 10)
+    examples.append(dataclasses.replace(examples[3]))              # a repeated document
+    # Same id, other content: ordered by content, not by arrival.
+    other = dataclasses.replace(examples[5], input_type_ids=np.ones(S, np.int32))
+    examples.append(other)
+    cut = _CutBatchesFn(handler.batch_size)
+    batches = []
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(len(examples))
+        got = list(cut.process((("en", 0), [examples[i] for i in order])))
+        batches.append([[(e.example_id, e.input_type_ids.tobytes()) for e in b] for b in got])
+    assert batches[0] == batches[1] == batches[2]
+    assert [len(b) for b in batches[0]] == [B, B, len(examples) - 2 * B]
+    flat = [key for batch in batches[0] for key in batch]
+    assert [k[0] for k in flat] == sorted(e.example_id for e in examples)
+    for e in examples:
+        assert canonical_group(e, {"en": 3}) == ("en", shard_index(e.example_id, 3))
+
+
+def test_score_with_teachers_in_canonical_batches(handler_and_model, workspace):
+    """ScoreWithTeachers with canonical batches scores every copy once, in the batches the
+    data gives (the handler's own results on those batches), and counts them."""
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from beam_jobs import metrics
+    from beam_jobs.score import SCORED, ScoreWithTeachers, _CutBatchesFn, canonical_group
+    handler, model = handler_and_model
+    examples = _examples(model.teacher.tokenizer(), 9)
+    for e in examples:
+        e.num_masked_words = e.num_predictions
+    shards = {"en": 2}
+    expected = {}
+    for group in sorted({canonical_group(e, shards) for e in examples}):
+        mine = [e for e in examples if canonical_group(e, shards) == group]
+        for batch in _CutBatchesFn(B).process((group, mine)):
+            for r in handler.run_inference(batch, model):
+                expected[r.example.example_id] = (r.inference.topk_logits.tobytes(),
+                                                  r.inference.teacher_loss)
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
+        scored = (pipeline | beam.Create(examples[::-1])
+                  | ScoreWithTeachers({"en_a": handler}, canonical_batches=shards))
+        got = scored[SCORED] | beam.Map(
+            lambda e: (e.example_id, (e.teacher_topk_logits.tobytes(), e.teacher_loss)))
+        assert_that(got, equal_to(list(expected.items())))
+    result = pipeline.result
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query(
+        MetricsFilter().with_namespace(metrics.NAMESPACE))["counters"]}
+    groups = [sum(canonical_group(e, shards) == g for e in examples)
+              for g in {canonical_group(e, shards) for e in examples}]
+    assert counters["job/en_a/batches"] == sum(-(-n // B) for n in groups)
+    assert counters["job/en_a/padded_rows"] == sum(-n % B for n in groups)
+    assert counters["en/en_a/scored"] == len(examples)
