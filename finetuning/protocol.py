@@ -8,7 +8,8 @@
     its 3x100 encoders at 1e-3 with patience). One run per rate with the first seed; the rate
     with the best dev score is chosen (ties: the smaller rate), and the other seeds run at it;
   * each run trains until dev has not improved for `patience` epochs (at most `max_epochs`),
-    keeping its best dev epoch (finetuning.training.fine_tune).
+    counted once dev has risen above its first epoch's score (`patience_after_rise`), keeping
+    its best dev epoch (finetuning.training.fine_tune).
 
 `paper_table7` is the paper's Table 7 for BERT-base encoders (NER, POS): learning rate 3e-5,
 batch 32, 10 epochs with 10% warm-up and linear decay, the best of the 10 epochs on dev (no
@@ -105,6 +106,7 @@ def describe(protocol: Protocol) -> str:
         f"wider: {', '.join(f'{r:g}' for r in g)}" for w, g in DEFAULT_GRIDS) + ")"
     hp = protocol.hparams
     return (f"protocol {protocol.name}: learning rates {rates}, chosen on dev with the first "
-            f"seed; at most {hp.max_epochs} epochs, patience {hp.patience}, batch "
+            f"seed; at most {hp.max_epochs} epochs, patience {hp.patience}"
+            f"{' (counted once dev has risen)' if hp.patience_after_rise else ''}, batch "
             f"{hp.batch_size}, warm-up {hp.warmup_ratio:g}, {hp.schedule} schedule, word "
             f"pooling {hp.word_pooling}")

@@ -46,7 +46,8 @@ MARK_MEANINGS = {
     "not_above_scratch": "not above `scratch` (its teacher's shape, random init, same protocol) "
                          "by more than the seed spread (the larger of the two standard "
                          "deviations)",
-    "not_converged": "a run stopped by --max_epochs while dev was still improving"}
+    "not_converged": "a run stopped by --max_epochs while dev was still improving (or had "
+                     "never risen above its first epoch's score)"}
 
 
 def _seen_unseen(runs: Sequence[dict], group: str) -> float | None:
@@ -120,7 +121,8 @@ def _mark(task: dict, models: list[dict]) -> list[str]:
             model["marks"].append("not_converged")
             warnings.append(f"{where}: {label}: {model['converged'].count(False)} of "
                             f"{len(model['converged'])} runs stopped at --max_epochs while dev "
-                            "was still improving (not converged)")
+                            "was still improving or had never risen above its first epoch "
+                            "(not converged)")
     return warnings
 
 

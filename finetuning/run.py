@@ -20,8 +20,9 @@ splits. Every model follows the same protocol (finetuning/protocol.py, `--protoc
     `auto`: fitted to the encoder's width), one run per rate with the first seed; the other
     seeds run at the chosen rate, which the results give;
   * each run trains until dev has not improved for `--patience` epochs (at most
-    `--max_epochs`) and keeps its best dev epoch; a run stopped by the cap while dev was still
-    improving is marked not converged;
+    `--max_epochs`), counted once dev has risen above its first epoch's score
+    (`--patience_after_rise`), and keeps its best dev epoch; a run stopped by the cap while dev
+    was still improving, or had never risen, is marked not converged;
   * AdamW, batch 32, 10% warm-up then linear decay, dropout 0.1 (finetuning/training.py).
 
 `--protocol paper_table7` is the paper's Table 7 for BERT-base encoders instead (3e-5, batch 32,
@@ -38,7 +39,9 @@ marked in the table, and the command says so at the end. It writes
 
 Resumable: a finished run found in OUT is kept and skipped (if it was made with the same
 settings: data files, hyperparameters, model path; otherwise the command stops and says which
-setting differs). `--flagfile FILE` reads the flags from a file (one a line).
+setting differs). A run recorded before `--patience_after_rise` existed is kept when that rule
+would have trained it identically (it rose above its first epoch, or it ran to --max_epochs)
+and rerun otherwise. `--flagfile FILE` reads the flags from a file (one a line).
 
 `--processes N` runs N worker processes that share OUT: each takes the costliest (task, model)
 left, claiming it in OUT/claims, with cores / N TensorFlow threads (`--threads`); the command
@@ -415,6 +418,25 @@ def _read_json(path: str):
             raise RunError(f"{path}: not valid JSON ({error}); delete it to rerun") from error
 
 
+def _settings_then(record: dict, settings: dict):
+    """A record's settings, completed with the hyperparameters added since it was made.
+
+    `patience_after_rise` (added later; before it, patience counted from the first epoch): a
+    run that rose above its first epoch's score (best epoch > 1) or ran to max_epochs trained
+    exactly as it would have under either rule, so it takes the value asked for now; any other
+    (stopped by patience at its first epoch's score) was made with the old rule.
+    """
+    then = record.get("settings")
+    hyperparameters = then.get("hyperparameters") if isinstance(then, dict) else None
+    if not isinstance(hyperparameters, dict) or "patience_after_rise" in hyperparameters:
+        return then
+    result = record.get("result") or {}
+    either_rule = result.get("stopped") == "max_epochs" or (result.get("best_epoch") or 0) > 1
+    asked = settings.get("hyperparameters", {}).get("patience_after_rise")
+    return dict(then, hyperparameters=dict(
+        hyperparameters, patience_after_rise=asked if either_rule else False))
+
+
 def finished_run(path: str, settings: dict) -> dict | None:
     """The record at `path` if it exists and was made with `settings`; None if absent.
 
@@ -424,7 +446,7 @@ def finished_run(path: str, settings: dict) -> dict | None:
     if not tf.io.gfile.exists(path):
         return None
     record = _read_json(path)
-    differences = _differences(record.get("settings"), settings)
+    differences = _differences(_settings_then(record, settings), settings)
     if differences:
         raise RunError(f"{path}: this finished run was made with other settings "
                        f"({'; '.join(differences[:5])}); use another --output_dir or delete "
@@ -782,6 +804,9 @@ flags.DEFINE_string("learning_rates", "auto", "The learning-rate grid: `auto` (b
                     "2e-5,3e-5,5e-5) or comma-separated rates (one rate: no grid).")
 flags.DEFINE_integer("max_epochs", 40, "The most epochs a run trains.")
 flags.DEFINE_integer("patience", 5, "Stop a run when dev has not improved for this many epochs.")
+flags.DEFINE_bool("patience_after_rise", True, "Count --patience only once dev has risen above "
+                  "its first epoch's score, so that a run still at its starting level (NER F1 "
+                  "0 while it predicts O everywhere) is not stopped there.")
 flags.DEFINE_integer("batch_size", 32, "Training batch size (Table 7: 32).")
 flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of a run's max_epochs steps with linear "
                    "warm-up (Table 7: 0.1).")
@@ -881,7 +906,7 @@ def main(argv):
             raise RunError(str(error)) from error
         hparams = training.Hyperparameters(
             batch_size=FLAGS.batch_size, max_epochs=FLAGS.max_epochs, patience=FLAGS.patience,
-            warmup_ratio=FLAGS.warmup_ratio, schedule=FLAGS.schedule,
+            patience_after_rise=FLAGS.patience_after_rise, warmup_ratio=FLAGS.warmup_ratio, schedule=FLAGS.schedule,
             weight_decay=FLAGS.weight_decay, dropout=FLAGS.dropout,
             eval_batch_size=FLAGS.eval_batch_size, word_pooling=FLAGS.word_pooling,
             jit_compile=FLAGS.jit_compile)

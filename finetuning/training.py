@@ -22,10 +22,14 @@ Built from tf-models-official pieces:
 
 The protocol (`fine_tune`): after every epoch the dev set is scored; the best dev epoch's
 weights are kept (A.3: "the best-performing checkpoint for the validation set"); training stops
-when dev has not improved for `patience` epochs, or at `max_epochs`. A run that reaches
-`max_epochs` with its best epoch among the last `patience` was still improving: it is marked
-not converged. After training, the best epoch's model is scored on the training set (in eval
-mode: is the model underfitting?) and on the test set if one is given.
+when dev has not improved for `patience` epochs, or at `max_epochs`. With `patience_after_rise`
+(the default) patience only counts once dev has risen above its first epoch's score: a run whose
+dev score still sits at its starting level (NER F1 0 while the head predicts `O` everywhere, the
+majority tag) keeps training instead of stopping there. A run that reaches
+`max_epochs` with its best epoch among the last `patience` was still improving, or (with
+`patience_after_rise`) never rose above its first epoch: it is marked not converged. After
+training, the best epoch's model is scored on the training set (in eval mode: is the model
+underfitting?) and on the test set if one is given.
 
 Speed (bench/bench_finetuning.py):
 
@@ -76,6 +80,9 @@ class Hyperparameters:
       max_epochs: the most epochs a run trains.
       patience: stop when dev has not improved for this many epochs (max_epochs: never stop
         early).
+      patience_after_rise: count patience only once dev has risen above its first epoch's
+        score (False: from the first epoch; a run still at its starting level then stops after
+        `patience` epochs, e.g. NER at F1 0 before it has found any entity).
       warmup_ratio: fraction of the run's steps (max_epochs of them) with linear warm-up.
       schedule: `linear` (decay to 0 at max_epochs) or `constant` after the warm-up.
       weight_decay: AdamW weight decay (BERT: 0.01).
@@ -90,6 +97,7 @@ class Hyperparameters:
     learning_rate: float = 1e-3
     max_epochs: int = 40
     patience: int = 5
+    patience_after_rise: bool = True
     warmup_ratio: float = 0.1
     schedule: str = "linear"
     weight_decay: float = 0.01
@@ -448,9 +456,10 @@ def fine_tune(tuner: FineTuner, train: features_lib.Features, dev: features_lib.
 
     Returns:
       dict(seed, learning_rate, best_epoch, epochs_trained, stopped ('patience' or
-      'max_epochs'), converged, dev (metrics at the best epoch), train (metrics of the best
-      model on the training set, eval mode; None without score_train), test (or None), epochs
-      (per epoch: loss, dev score, seconds), steps, seconds).
+      'max_epochs'), converged, rose (dev rose above its first epoch's score), dev (metrics at
+      the best epoch), train (metrics of the best model on the training set, eval mode; None
+      without score_train), test (or None), epochs (per epoch: loss, dev score, seconds),
+      steps, seconds).
     """
     hparams.validate()
     start = time.monotonic()
@@ -459,12 +468,16 @@ def fine_tune(tuner: FineTuner, train: features_lib.Features, dev: features_lib.
     total_steps = steps_per_epoch * hparams.max_epochs
     tuner.reset(seed, hparams, total_steps, encoder_weights)
     best_score, best_epoch, best_dev, best_weights = -1.0, 0, None, None
+    first_score, rose = None, False
     history = []
     stopped = "max_epochs"
     for epoch in range(1, hparams.max_epochs + 1):
         epoch_start = time.monotonic()
         loss = tuner.train_epoch(train, rng)
         dev_metrics = score_dev(tuner.predict(dev))
+        if first_score is None:
+            first_score = dev_metrics["score"]
+        rose = rose or dev_metrics["score"] > first_score
         if dev_metrics["score"] > best_score:
             best_score, best_epoch, best_dev = dev_metrics["score"], epoch, dev_metrics
             best_weights = [v.numpy() for v in tuner.model.weights]
@@ -474,16 +487,20 @@ def fine_tune(tuner: FineTuner, train: features_lib.Features, dev: features_lib.
         log(f"lr {hparams.learning_rate:g} epoch {epoch}/{hparams.max_epochs}: loss {loss:.4f}, "
             f"dev {dev_metrics['metric']} {100 * dev_metrics['score']:.2f} (best "
             f"{100 * best_score:.2f} @ {best_epoch}), {seconds:.1f} s")
-        if epoch - best_epoch >= hparams.patience and epoch < hparams.max_epochs:
+        waiting = hparams.patience_after_rise and not rose
+        if epoch - best_epoch >= hparams.patience and epoch < hparams.max_epochs and not waiting:
             stopped = "patience"
             break
     epochs_trained = len(history)
     converged = stopped == "patience" or epochs_trained - best_epoch >= hparams.patience
+    # Under patience_after_rise a run that never rose reached max_epochs still at its start.
+    converged = converged and (rose or not hparams.patience_after_rise)
     for variable, value in zip(tuner.model.weights, best_weights):
         variable.assign(value)
     train_metrics = score_train(tuner.predict(train)) if score_train is not None else None
     test_metrics = score_test(tuner.predict(test)) if test is not None else None
     return dict(seed=seed, learning_rate=hparams.learning_rate, best_epoch=best_epoch,
                 epochs_trained=epochs_trained, stopped=stopped, converged=bool(converged),
+                rose=bool(rose),
                 dev=best_dev, train=train_metrics, test=test_metrics, epochs=history,
                 steps=steps_per_epoch * epochs_trained, seconds=time.monotonic() - start)

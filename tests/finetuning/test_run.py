@@ -2,6 +2,7 @@
 (POS on the bundled EWT slice learns beyond the majority tag; results written; reruns skip
 finished runs), and the command line with NER, classification and a test file."""
 
+import dataclasses
 import json
 import os
 import re
@@ -150,6 +151,33 @@ def test_pos_end_to_end_learns_writes_results_and_resumes(tmp_path, teacher_fold
     with pytest.raises(run_lib.RunError, match="paper_table7 fixes the learning rate"):
         run_lib.run([task], teachers, students, str(tmp_path / "other"), hparams, seeds=[1],
                     log=lambda _: None, learning_rates=grid, protocol_name="paper_table7")
+
+
+def test_runs_recorded_before_patience_after_rise_are_kept_when_that_rule_trains_them_alike(
+        tmp_path):
+    hyperparameters = dataclasses.asdict(training.Hyperparameters())
+    assert hyperparameters["patience_after_rise"]
+    now = dict(task=dict(name="ner"), hyperparameters=hyperparameters, seed=1)
+    then = dict(now, hyperparameters={k: v for k, v in hyperparameters.items()
+                                      if k != "patience_after_rise"})
+
+    def recorded(name, best_epoch, stopped):
+        path = str(tmp_path / f"{name}.json")
+        run_lib.write_json(path, dict(settings=then, result=dict(best_epoch=best_epoch,
+                                                                 stopped=stopped)))
+        return path
+
+    # Rose above its first epoch, or ran to the cap: either rule trains it alike.
+    for path in (recorded("rose", 3, "patience"), recorded("capped", 1, "max_epochs")):
+        assert run_lib.finished_run(path, now)["result"]["best_epoch"] in (1, 3)
+    # Stopped by patience at its first epoch's score: made with the old rule, so rerun.
+    with pytest.raises(run_lib.RunError, match=r"stuck.json: this finished run was made with "
+                                               r"other settings \(hyperparameters."
+                                               r"patience_after_rise: False then, True now\)"):
+        run_lib.finished_run(recorded("stuck", 1, "patience"), now)
+    # Asking for the old rule keeps it.
+    old_rule = dict(now, hyperparameters=dict(hyperparameters, patience_after_rise=False))
+    assert run_lib.finished_run(str(tmp_path / "stuck.json"), old_rule) is not None
 
 
 def _cli(*args, timeout=900):

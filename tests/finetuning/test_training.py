@@ -181,6 +181,40 @@ def test_patience_stops_a_run_and_the_cap_flags_one_still_improving(pos_features
     assert flat["epochs_trained"] == 6 and flat["converged"]
 
 
+def test_patience_counts_once_dev_has_risen_above_its_first_epoch(pos_features):
+    labels, tokenizer, train, dev, _ = pos_features
+    pretrained = random_bert_mlm(tokenizer.vocab_size).encoder_network
+
+    def scripted(scores):
+        values = iter(scores)
+        return lambda predicted: dict(score=next(values), metric="f1")
+
+    def fine_tune(scores, **overrides):
+        hparams = training.Hyperparameters(batch_size=32, learning_rate=1e-3, max_epochs=7,
+                                           patience=2, **overrides)
+        tuner = training.FineTuner(lambda: pretrained, "ner", len(labels), hparams)
+        return training.fine_tune(tuner, train, dev, scripted(scores), hparams, seed=1,
+                                  log=lambda _: None)
+
+    # NER-like: F1 0 for four epochs (O everywhere), then it finds entities.
+    late = [0.0, 0.0, 0.0, 0.0, 0.3, 0.4, 0.4]
+    waited = fine_tune(late)
+    assert (waited["epochs_trained"], waited["best_epoch"]) == (7, 6)
+    assert waited["rose"] and waited["dev"]["score"] == 0.4
+    # The old rule stops at F1 0 after `patience` epochs: the defect this rule removes.
+    early = fine_tune(late, patience_after_rise=False)
+    assert (early["epochs_trained"], early["best_epoch"], early["stopped"]) == (3, 1, "patience")
+    assert early["dev"]["score"] == 0.0 and not early["rose"]
+    # Once dev has risen, patience counts from the best epoch as before.
+    rose = fine_tune([0.1, 0.5, 0.5, 0.4, 0.9, 0.9, 0.9])
+    assert (rose["epochs_trained"], rose["best_epoch"], rose["stopped"]) == (4, 2, "patience")
+    assert rose["converged"]
+    # Never rose: it trains to the cap and is not converged.
+    stuck = fine_tune([0.0] * 7)
+    assert (stuck["epochs_trained"], stuck["stopped"]) == (7, "max_epochs")
+    assert not stuck["rose"] and not stuck["converged"]
+
+
 def test_a_reused_fine_tuner_gives_each_seed_the_result_of_a_fresh_one(pos_features):
     labels, tokenizer, train, dev, _ = pos_features
     pretrained = random_bert_mlm(tokenizer.vocab_size, seed=2).encoder_network
