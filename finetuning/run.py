@@ -39,9 +39,9 @@ marked in the table, and the command says so at the end. It writes
 
 Resumable: a finished run found in OUT is kept and skipped (if it was made with the same
 settings: data files, hyperparameters, model path; otherwise the command stops and says which
-setting differs). A run recorded before `--patience_after_rise` existed is kept when that rule
-would have trained it identically (it rose above its first epoch, or it ran to --max_epochs)
-and rerun otherwise. `--flagfile FILE` reads the flags from a file (one a line).
+setting differs). A run recorded before `--patience_after_rise` existed is kept when the rule
+asked for would have trained it identically (it rose above its first epoch, or it ran to
+--max_epochs) and rerun otherwise. `--flagfile FILE` reads the flags from a file (one a line).
 
 `--processes N` runs N worker processes that share OUT: each takes the costliest (task, model)
 left, claiming it in OUT/claims, with cores / N TensorFlow threads (`--threads`); the command
@@ -437,8 +437,17 @@ def _settings_then(record: dict, settings: dict):
         hyperparameters, patience_after_rise=asked if either_rule else False))
 
 
+def _with_patience_after_rise(settings: dict, value: bool) -> dict:
+    return dict(settings, hyperparameters=dict(settings.get("hyperparameters", {}),
+                                               patience_after_rise=value))
+
+
 def finished_run(path: str, settings: dict) -> dict | None:
     """The record at `path` if it exists and was made with `settings`; None if absent.
+
+    None too for a run recorded before `patience_after_rise` existed that the rule asked for
+    now would have trained differently (stopped by patience at its first epoch's score): it
+    was made under a known defect, so it is rerun (and its file replaced).
 
     Raises:
       RunError: it exists with other settings (naming the settings that differ).
@@ -446,7 +455,10 @@ def finished_run(path: str, settings: dict) -> dict | None:
     if not tf.io.gfile.exists(path):
         return None
     record = _read_json(path)
-    differences = _differences(_settings_then(record, settings), settings)
+    then = _settings_then(record, settings)
+    differences = _differences(then, settings)
+    if differences and not _differences(then, _with_patience_after_rise(settings, False)):
+        return None  # made before patience_after_rise, stopped at its start: rerun it
     if differences:
         raise RunError(f"{path}: this finished run was made with other settings "
                        f"({'; '.join(differences[:5])}); use another --output_dir or delete "
