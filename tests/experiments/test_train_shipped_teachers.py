@@ -65,6 +65,16 @@ def test_pretrains_records_and_ships_a_float16_teacher(tmp_path):
     again = json.loads((out / "en" / "training_record.json").read_text())
     assert again["curve"] == record["curve"] and again["float16"] == record["float16"]
 
+    # The downstream table names a teacher it does not cover, and says where it is measured.
+    from experiments.train_shipped_teachers import render_readme
+    downstream = ("| language | model | udpos (acc, dev) |\n|---|---|---:|\n"
+                  "| en | `lookup` | 82.31 |\n| en | teacher `teacher_en` | 88.94 ± 0.12 |\n")
+    text = render_readme({"en": record, "zh": dict(record, language="zh")}, downstream,
+                         "python -m finetuning.run --output_dir=OUT")
+    assert "Not measured by this command: zh (run the downstream stage with it). " \
+        "docs/experiments/dissimilar.md measures every shipped teacher" in text
+    assert "| en | teacher `teacher_en` | 88.94 ± 0.12 |" in text
+
 
 def test_refuses_missing_corpora_and_bad_stages(tmp_path):
     script = str(REPO_ROOT / "experiments" / "train_shipped_teachers.py")
