@@ -679,21 +679,14 @@ def run(tasks: Sequence[TaskSpec], teachers: Sequence[ModelSpec],
                                f"{variant.model.label} ({variant.model.path}); lower "
                                "--seq_length")
             variant.resolve_grid(encoder.hidden_size)
-        if claims_dir is not None:  # a worker orders its work by cost: training rows x runs
-            rows = {}
-            for variant in members:
-                key = variant.task.spec.key
-                if key not in rows:
-                    stats = featurize(variant.task, variant.task.train, encoder.tokenizer).stats
-                    rows[key] = stats.get("windows") or stats.get("examples") or 1
-                variant.cost = rows[key] * variant.remaining_runs()
+        for variant in members:  # a worker orders its work by cost: training examples x runs
+            variant.cost = max(len(variant.task.train), 1) * variant.remaining_runs()
         del encoder
         gc.collect()
 
     # The runs: each encoder loaded once per group, featurized once per task, one traced model
     # per (encoder, task) for every learning rate, seed and the scratch copy. A worker takes the
-    # costliest variants first (training rows, i.e. windows or examples, x runs left), claiming
-    # each.
+    # costliest variants first (training examples x runs left), claiming each.
     order = [v for members in groups.values() for key in dict.fromkeys(
         v.task.spec.key for v in members) for v in members if v.task.spec.key == key]
     if claims_dir is not None:
