@@ -18,7 +18,9 @@ Stages (each runs the project's own command line, printed before it runs):
   6. evaluate   held-out masked-token accuracy of each teacher and of the student on the same
                 masked positions, and RDT (python student/evaluate.py);
   7. fill-mask  the student, from its export alone (SavedModel + tokenizer), fills a [MASK] in a
-                held-out sentence of every language (python -m student.fill_mask).
+                held-out sentence of every language (python -m student.fill_mask), and each
+                teacher fills the same one (python -m teacher_scoring.teachers.loaders): what
+                the student was taught there.
 
 A stage whose output is complete is skipped, so an interrupted demo picks up where it stopped;
 --restart deletes the workspace first. At the end it prints where every artifact went and the
@@ -280,14 +282,20 @@ def main() -> None:
         + [f"--shards={lang}={os.path.join(scored['dev'], lang)}" for lang in languages],
         os.path.join(paths["logs"], "evaluate.log"))
 
-    banner("7/7 fill-mask: the student's export fills a [MASK] in held-out text of each language")
+    banner("7/7 fill-mask: the student's export fills a [MASK] in held-out text of each "
+           "language; its teacher fills the same one")
     export_dir = os.path.join(student_dir, "export")
     command = [python, "-m", "student.fill_mask", f"--export_dir={export_dir}", "--top_k=5"]
+    texts = {}
     for lang in languages:
-        text, hidden = masked_sentence(lang, dev[lang])
+        texts[lang], hidden = masked_sentence(lang, dev[lang])
         print(f"  {lang}: the [MASK] hides {hidden!r}")
-        command += [f"--language={lang}", f"--text={text}"]
+        command += [f"--language={lang}", f"--text={texts[lang]}"]
     run(command, os.path.join(paths["logs"], "fill_mask.log"))
+    # The reference: what the student was taught there (the teacher's top logits, own vocab).
+    for lang in languages:
+        run([python, "-m", "teacher_scoring.teachers.loaders", teachers[lang],
+             f"--text={texts[lang]}", "--top_k=5"], os.path.join(paths["logs"], "fill_mask.log"))
 
     banner(f"done in {time.monotonic() - start:.0f} s; artifacts")
     for label, path in (

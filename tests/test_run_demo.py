@@ -43,6 +43,9 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
     for lang in ("en", "tr"):
         assert f"  {lang}: the [MASK] hides " in fill and f"  [{lang}] " in fill
     assert fill.count("  [MASK] 1: ") == 2
+    # ... and each teacher fills the same [MASK] (its top logits in its own vocabulary).
+    assert fill.count("[MASK] 1     ") == 2
+    assert "teacher      teacher_en" in fill and "teacher      teacher_tr" in fill
 
     # A second run skips every finished stage and evaluates again.
     second = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
