@@ -97,6 +97,12 @@ flags.DEFINE_bool("bare_plain", True, "Also time the bare loop without XLA.")
 flags.DEFINE_bool("job_before", False,
                   "Also run the job as it was before tokenizers were shared by the languages of "
                   "a process (each language's DoFn builds and traces its own), after the job.")
+flags.DEFINE_string("profile_job", None,
+                    "Run the job under cProfile (in this process: the in_memory runner's "
+                    "workers included; it slows Python code, so the job's timings of that run "
+                    "are not comparable) and write the pstats file here; prints the top "
+                    "entries by own time and by cumulative time.")
+flags.DEFINE_integer("profile_top", 40, "Entries printed of --profile_job's profile.")
 flags.DEFINE_bool("bare_before", True, "Also time the XLA bare loop before the job (the mean "
                   "of before and after evens out the machine's load; off halves that cost).")
 
@@ -191,16 +197,51 @@ def cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
+def thread_cpu_seconds() -> dict[int, tuple[str, float]]:
+    """tid → (thread name, CPU seconds) of this process's live threads (/proc, Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    threads = {}
+    for task in pathlib.Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue   # the thread ended
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        threads[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return threads
+
+
+def thread_groups(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds between two `thread_cpu_seconds` snapshots: the main thread's, and the other
+    threads' by name (digits dropped: a pool's threads together; TensorFlow's pools keep the
+    process's name); threads that ended in between are not counted."""
+    groups: dict[str, float] = {}
+    for tid, (name, cpu) in after.items():
+        key = "".join(c for c in name if not c.isdigit()).rstrip("_-") or name
+        key = "main thread" if tid == os.getpid() else f"other threads named {key!r}"
+        groups[key] = groups.get(key, 0.0) + cpu - before.get(tid, (name, 0.0))[1]
+    return dict(sorted(groups.items(), key=lambda kv: -kv[1]))
+
+
 class Timer:
     """Wall and CPU seconds of a block."""
 
     def __enter__(self):
+        self._threads = thread_cpu_seconds()
         self.wall, self.cpu = time.perf_counter(), cpu_seconds()
         return self
 
     def __exit__(self, *exc):
         self.wall = time.perf_counter() - self.wall
         self.cpu = cpu_seconds() - self.cpu
+        self.threads = thread_groups(self._threads, thread_cpu_seconds())
+
+    def thread_report(self) -> str:
+        """The block's CPU seconds by thread name (`thread_groups`)."""
+        return ", ".join(f"{name} {cpu:.1f}" for name, cpu in self.threads.items()
+                         if cpu >= 0.05) + (f"; threads that ended: "
+                                            f"{self.cpu - sum(self.threads.values()):.1f}")
 
 
 def time_bare(score_fn, batches):
@@ -246,6 +287,117 @@ class TokenizerTraces:
 
     def __exit__(self, *exc):
         self._cls._tokenize_graph = self._original
+
+
+class CpuSections:
+    """CPU seconds (this process, all threads) spent inside named functions of the job while
+    active, each section's own (a section called inside another is counted in the inner one
+    only): with the in_memory runner the job's steps run one at a time in this thread, so a
+    section's CPU is its own work, that of TensorFlow's threads it waits for included. The
+    teachers' scoring functions are timed too: their first call (the launcher check's test
+    batch: XLA compilation and one [B, S] batch) apart from the others. What no section covers
+    is Beam's (runner start-up, fusion, element coding, DoFn invocation) and the rest of the
+    launcher."""
+
+    FIRST_CALL = "scoring: trace + XLA compile + the check's [B, S] test batch"
+    CALLS = "scoring: the job's batches (real + padded rows)"
+    SECTIONS = (
+        # (name, module, attribute path, is a generator function)
+        ("teacher load and build", "beam_jobs.loaded_teachers", "teacher", False),
+        ("launcher: student vocab load", "vocab.union", "StudentVocab.load", False),
+        ("launcher: other checks", "beam_jobs.pipeline", "prepare_job", False),
+        ("pipeline construction", "beam_jobs.pipeline", "build_pipeline", False),
+        ("tokenizer build", "beam_jobs.build_examples", "shared_tokenizer", False),
+        ("tokenize, segment, mask (tokenizer trace included)", "beam_jobs.build_examples",
+         "_BuildFn._build", False),
+        ("canonical batches: sort and cut", "beam_jobs.score", "_CutBatchesFn.process", True),
+        ("batch assembly and unpacking", "beam_jobs.teacher_model_handler",
+         "TeacherModelHandler._score", False),
+        ("copy checks before scoring", "beam_jobs.teacher_model_handler",
+         "TeacherModelHandler._check", False),
+        ("score checks (finite, float16 range)", "beam_jobs.teacher_model_handler",
+         "unwritable_scores", False),
+        ("attach scores", "beam_jobs.score", "_AttachScoresFn.process", True),
+        ("vocab mapping", "beam_jobs.vocab_mapping", "map_to_student", False),
+        ("tf.train.Example serialization", "teacher_scoring.records.record_schema", "serialize",
+         False),
+        ("shards: sort, GZIP, write", "beam_jobs.write_shards", "_WriteShardFn.process", True),
+        ("manifests and move into place", "beam_jobs.pipeline", "build_manifests", False),
+        ("manifests and move into place", "teacher_scoring.records.manifest", "write_manifest",
+         False),
+        ("manifests and move into place", "beam_jobs.output", "move_into_place", False),
+    )
+
+    def __enter__(self):
+        import importlib
+        self.cpu: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._stack: list[float] = []    # CPU of the inner sections of each open section
+        self._patched = []
+        for name, module_name, attribute, generator in self.SECTIONS:
+            owner = importlib.import_module(module_name)
+            *path, leaf = attribute.split(".")
+            for part in path:
+                owner = getattr(owner, part)
+            original = owner.__dict__[leaf]
+            wrapped = original.__func__ if isinstance(original, (classmethod, staticmethod)) \
+                else original
+            replacement = self._wrap(name, wrapped, generator)
+            if isinstance(original, classmethod):
+                replacement = classmethod(replacement)
+            setattr(owner, leaf, replacement)
+            self._patched.append((owner, leaf, original))
+        from teacher_scoring.teachers import scoring
+        make_score_fn = scoring.make_score_fn
+        sections = self
+
+        def timed_make_score_fn(*args, **kwargs):
+            score_fn = make_score_fn(*args, **kwargs)
+            first = [True]
+
+            def timed_score_fn(batch):
+                name = sections.FIRST_CALL if first[0] else sections.CALLS
+                first[0] = False
+                return sections._timed(name, lambda: score_fn(batch))
+            return timed_score_fn
+
+        scoring.make_score_fn = timed_make_score_fn
+        self._patched.append((scoring, "make_score_fn", make_score_fn))
+        return self
+
+    def _timed(self, name, call):
+        self._stack.append(0.0)
+        start = time.process_time()
+        try:
+            return call()
+        finally:
+            elapsed = time.process_time() - start
+            inner = self._stack.pop()
+            self.cpu[name] = self.cpu.get(name, 0.0) + elapsed - inner
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if self._stack:
+                self._stack[-1] += elapsed
+
+    def _wrap(self, name, function, generator):
+        import functools
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            if generator:
+                return iter(self._timed(name, lambda: list(function(*args, **kwargs))))
+            return self._timed(name, lambda: function(*args, **kwargs))
+        return wrapper
+
+    def __exit__(self, *exc):
+        for owner, leaf, original in reversed(self._patched):
+            setattr(owner, leaf, original)
+
+    def table(self, total: float) -> str:
+        rows = [f"    {name}: {cpu:.1f} ({self.calls[name]} calls)"
+                for name, cpu in sorted(self.cpu.items(), key=lambda kv: -kv[1])]
+        rows.append(f"    not in a section (Beam: start-up, fusion, element coding, DoFn "
+                    f"invocation; the launcher's rest): {total - sum(self.cpu.values()):.1f}")
+        return "\n".join(rows)
 
 
 def bfloat16_fidelity(teacher, f32_fn, bf16_fn, batches):
@@ -343,10 +495,21 @@ def reencode_float16(output_dir, languages):
     return total
 
 
+def shard_digest(output_dir: pathlib.Path) -> str:
+    """One digest of every shard the job wrote (the sha256 of the shards' sha256s, in name
+    order): equal digests = byte-identical shards."""
+    import hashlib
+    total = hashlib.sha256()
+    for path in sorted(output_dir.glob("*/*.tfrecord*")):
+        total.update(hashlib.sha256(path.read_bytes()).hexdigest().encode())
+    return total.hexdigest()
+
+
 def report_bare(name, timer, sequences, tokens):
     print(f"{name}: {sequences} sequences in {timer.wall:.1f} s wall = "
           f"{tokens / timer.wall:.0f} real tokens/s ({sequences / timer.wall:.1f} seq/s); "
           f"{timer.cpu:.1f} CPU s = {tokens / timer.cpu:.0f} tokens/CPU-s")
+    print(f"  its CPU s by thread: {timer.thread_report()}")
 
 
 def main(argv):
@@ -385,8 +548,25 @@ def main(argv):
     effective = pipeline.default_pipeline_args(args)
     before_job = None
     score_traces = scoring.traces()
-    with TokenizerTraces() as tokenizer_traces, Timer() as job_timer:
-        result = pipeline.run_job(config, args)
+    profile = None
+    if FLAGS.profile_job:
+        import cProfile
+        profile = cProfile.Profile()
+    with TokenizerTraces() as tokenizer_traces, CpuSections() as sections, \
+            Timer() as job_timer:
+        if profile is not None:
+            profile.enable()
+        try:
+            result = pipeline.run_job(config, args)
+        finally:
+            if profile is not None:
+                profile.disable()
+    if profile is not None:
+        import pstats
+        profile.dump_stats(FLAGS.profile_job)
+        for order in ("tottime", "cumulative"):
+            print(f"--- job profile ({FLAGS.profile_job}), top {FLAGS.profile_top} by {order}")
+            pstats.Stats(profile).sort_stats(order).print_stats(FLAGS.profile_top)
     score_traces = scoring.traces() - score_traces
     written = sum(m.languages[l].examples for l, m in result.manifests.items())
     masked = sum(m.languages[l].masked_tokens for l, m in result.manifests.items())
@@ -399,6 +579,13 @@ def main(argv):
           f"in {job_timer.wall:.1f} s wall = {tokens / job_timer.wall:.0f} real tokens/s "
           f"({scored / job_timer.wall:.1f} seq/s); {job_timer.cpu:.1f} CPU s = "
           f"{tokens / job_timer.cpu:.0f} tokens/CPU-s")
+    print(f"  its CPU s by thread (a pool's threads together): {job_timer.thread_report()}")
+    print(f"  its CPU s by section:\n{sections.table(job_timer.cpu)}")
+    batch_counters = {k: v for k, v in sorted(result.counters.items())
+                      if k.endswith(("/batches", "/padded_rows"))}
+    print(f"  inference batches: {batch_counters} (the bare loop: {len(batches)} batches, "
+          f"{len(batches) * FLAGS.batch_size - n} padded rows)")
+    print(f"  shards: sha256 of their sha256s in name order {shard_digest(root / 'scored')}")
 
     # The job as before, after the job as now: the first run pays Beam's lazy imports.
     if FLAGS.job_before:
