@@ -12,6 +12,10 @@ Measured side by side in one run on this machine:
     (tracing / compilation excluded), with XLA (`jit_compile=True`, measured before and after
     the job, to see the noise of a shared machine) and once without (the XLA speed-up);
   * ratio = job / fastest bare loop, in CPU time (target >= 0.9) and wall clock;
+  * the job's CPU time by section (`CpuSections`: the own CPU time of each of its steps, the
+    scoring function's first call apart, and what is left to Beam), by thread, its inference
+    batches and padded rows against the bare loop's, and a digest of its shards
+    (`--profile_job`: also a cProfile of it);
   * traces during the job: of the teachers' scoring functions (`scoring.traces`; under XLA each
     is a compilation) and of the tokenizers' tf-text graphs (`TeacherTokenizer._tokenize_graph`)
     — counted in this process, so with the default `in_memory` runner;

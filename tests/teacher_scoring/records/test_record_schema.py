@@ -168,3 +168,89 @@ def test_writers_never_write_non_finite_or_overflowing_logits(logits_dtype, valu
     example.masked_lm_weights[0] = np.nan
     with pytest.raises(rs.RecordError, match="masked_lm_weights must be finite"):
         rs.serialize(example, spec)
+
+
+def _numpy_valued_serialize(example: rs.ScoredExample, spec: rs.ShardSpec) -> bytes:
+    """serialize as it was before the values went to protobuf as Python numbers: NumPy arrays
+    handed to Int64List / FloatList as they are."""
+    def ints(values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(
+            value=np.asarray(values).reshape(-1)))
+
+    def floats(values):
+        return tf.train.Feature(float_list=tf.train.FloatList(
+            value=np.asarray(values).reshape(-1)))
+
+    def one_bytes(value):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    features = {
+        rs.INPUT_WORD_IDS: ints(example.input_word_ids), rs.INPUT_MASK: ints(example.input_mask),
+        rs.INPUT_TYPE_IDS: ints(example.input_type_ids),
+        rs.MASKED_LM_POSITIONS: ints(example.masked_lm_positions),
+        rs.MASKED_LM_IDS: ints(example.masked_lm_ids),
+        rs.MASKED_LM_WEIGHTS: floats(np.asarray(example.masked_lm_weights, np.float32)),
+        rs.LANGUAGE: one_bytes(example.language.encode()),
+        rs.TEACHER: one_bytes(example.teacher.encode()),
+        rs.EXAMPLE_ID: one_bytes(example.example_id.encode())}
+    if spec.has_teacher_outputs:
+        features[rs.TEACHER_TOPK_IDS] = ints(example.teacher_topk_ids)
+        logits = np.asarray(example.teacher_topk_logits, np.float32).reshape(-1)
+        features[rs.TEACHER_TOPK_LOGITS] = (one_bytes(logits.astype("<f2").tobytes())
+                                            if spec.logits_dtype == "float16" else floats(logits))
+        features[rs.TEACHER_LOSS] = floats([example.teacher_loss])
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(
+        deterministic=True)
+
+
+@pytest.mark.parametrize("logits_dtype,has_teacher_outputs",
+                         [("float32", True), ("float16", True), ("float32", False)])
+def test_serialize_gives_the_bytes_of_numpy_valued_protobufs(logits_dtype,
+                                                             has_teacher_outputs):
+    spec = rs.ShardSpec(seq_length=32, max_predictions_per_seq=6, top_k=8,
+                        logits_dtype=logits_dtype, has_teacher_outputs=has_teacher_outputs)
+    rng = np.random.default_rng(7)
+    for i in range(50):
+        example = make_example(spec, rng, n_real=1 + i % 6)
+        if has_teacher_outputs:
+            example.teacher_topk_ids[0, -2:] = rs.INVALID_ID          # negative ids: 10-byte varints
+            example.teacher_topk_logits[0] *= 1e3 if i % 2 else 1e-30  # large and tiny floats
+            example.teacher_loss = float(rng.normal()) * 10 ** (i % 7 - 3)  # a float64, rounded
+        example.masked_lm_weights[0] = 0.1 * (1 + i % 10)
+        assert rs.serialize(example, spec) == _numpy_valued_serialize(example, spec)
+
+
+def test_pickled_examples_come_back_equal_with_writable_arrays():
+    import pickle
+
+    spec = rs.ShardSpec(seq_length=32, max_predictions_per_seq=6, top_k=8)
+    example = make_example(spec, np.random.default_rng(3))
+    example.num_masked_words = 2
+    example.teacher_word_loss = 1.25
+    # Byte order, another dtype, a non-contiguous view and a 0-d array survive too.
+    example.input_type_ids = np.arange(32, dtype=">i8")
+    example.input_mask = np.ones((32, 2), np.int32)[:, 0]
+    example.masked_lm_weights = example.masked_lm_weights.astype(np.float64)
+    example.teacher_loss = np.float32(2.5)
+    example.language = np.array("en", dtype=object)   # object arrays: pickled as they are
+    pickled = pickle.dumps(example, protocol=pickle.HIGHEST_PROTOCOL)
+    assert b"_unpickle_scored_example" in pickled     # the arrays in one buffer
+    back = pickle.loads(pickled)
+    assert type(back) is rs.ScoredExample
+    for field in example.__dict__:
+        original, copy = getattr(example, field), getattr(back, field)
+        if isinstance(original, np.ndarray):
+            assert copy.dtype == original.dtype and copy.shape == original.shape, field
+            np.testing.assert_array_equal(copy, original, err_msg=field)
+            if original.dtype != object:
+                assert copy.flags.writeable and copy.flags.c_contiguous and copy.flags.aligned
+        else:
+            assert copy == original and type(copy) is type(original), field
+    back.input_word_ids[0] = -5                      # its own memory, apart from each field's
+    assert example.input_word_ids[0] != -5 and back.input_mask[0] == 1
+    # Teacher fields left out (a copy before scoring) stay None.
+    bare = make_example(rs.ShardSpec(32, 6, 8, has_teacher_outputs=False),
+                        np.random.default_rng(4))
+    again = pickle.loads(pickle.dumps(bare))
+    assert again.teacher_topk_ids is None and again.teacher_loss is None
+    np.testing.assert_array_equal(again.input_word_ids, bare.input_word_ids)
