@@ -1,5 +1,7 @@
-"""Tests for bench/bench_scoring.py's accounting of the job's CPU time (`CpuSections`,
-`thread_cpu_seconds`, `shard_digest`)."""
+"""Tests for bench/cpu_accounting.py, bench_scoring's accounting of the job's CPU time
+(`CpuSections`, `thread_cpu_seconds`, `shard_digest`). It is loaded by path: bench/ is not a
+package, and bench_scoring.py itself defines absl flags that other modules of the suite define
+too."""
 
 import importlib.util
 import os
@@ -12,8 +14,8 @@ from tests.teacher_scoring.records.test_record_schema import make_example
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_scoring_under_test",
-                                                  REPO_ROOT / "bench" / "bench_scoring.py")
+    spec = importlib.util.spec_from_file_location("cpu_accounting_under_test",
+                                                  REPO_ROOT / "bench" / "cpu_accounting.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
